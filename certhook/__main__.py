@@ -1,0 +1,3 @@
+from certhook.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""The certhook line protocol, sans-IO: bytes in, requests and responses out.
+
+One request per line, ASCII, at most :data:`MAX_LINE` bytes with its LF or
+CRLF; the KeyChest form ``command add domain example.org apikey KEY`` is a
+valid request. Every request gets one response line, ``ok ...`` or
+``error CODE text``. The full specification is ``docs/protocol.md``; this
+module is the one implementation of its grammar, used by the client and the
+server alike. Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from certhook.errors import ParseError
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "DEFAULT_PORT",
+    "ERROR_CODES",
+    "EVENTS",
+    "MAX_LINE",
+    "LineBuffer",
+    "Request",
+    "Response",
+    "parse_request",
+    "parse_response",
+]
+
+DEFAULT_PORT = 10023
+DEFAULT_HTTP_PORT = 8023
+MAX_LINE = 1000  # bytes, including the line ending
+MAX_DOMAINS = 100
+EVENTS = frozenset({"deployed", "failed", "sync"})
+VERBS = frozenset({"add", "ping"})
+ERROR_CODES = frozenset({"syntax", "auth", "limit", "unavailable", "internal"})
+
+# Hostnames, wildcard names and IPv4/IPv6 literals; case is folded below.
+_DOMAIN = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_.])?$|^[0-9a-f:.]{2,45}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,128}$")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+_PROTOCOL = re.compile(r"^[a-z0-9-]{1,20}$")
+_PRINTABLE = re.compile(rb"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$")
+_WORD = re.compile(r"^[\x21-\x7e]+$")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One submission or command.
+
+    ``ports`` and ``protocols`` pair up by position: the Nth ``protocol``
+    names the dialogue for the Nth ``port``; a port without one is audited
+    with the protocol its number implies. ``apikey`` is kept out of repr.
+    """
+
+    verb: str = "add"
+    domains: tuple[str, ...] = ()
+    apikey: str | None = field(default=None, repr=False)
+    ports: tuple[int, ...] = ()
+    protocols: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    lineage: str | None = None
+    event: str | None = None
+    id: str | None = None
+    client: str | None = None
+
+    def encode(self) -> bytes:
+        """The request as one CRLF-terminated line; ValueError if it cannot be one."""
+        words = ["command", self.verb]
+        words += [w for d in self.domains for w in ("domain", d)]
+        words += [w for p in self.ports for w in ("port", str(p))]
+        words += [w for p in self.protocols for w in ("protocol", p)]
+        for key in ("fingerprint", "lineage", "event", "id", "client", "apikey"):
+            value = getattr(self, key)
+            if value is not None:
+                words += [key, value]
+        for word in words:
+            if not _WORD.match(word):
+                # The value is not echoed: it may be the key.
+                raise ValueError("a request value is empty or has spaces or non-ASCII")
+        line = " ".join(words).encode("ascii") + b"\r\n"
+        if len(line) > MAX_LINE:
+            raise ValueError(f"request of {len(line)} bytes is over the {MAX_LINE}-byte limit")
+        return line
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body of ``POST /api/v1/submissions`` (the key travels in a header)."""
+        body: dict[str, Any] = {"domains": list(self.domains)}
+        if self.ports:
+            body["ports"] = list(self.ports)
+        if self.protocols:
+            body["protocols"] = list(self.protocols)
+        for key in ("fingerprint", "lineage", "event", "id", "client"):
+            value = getattr(self, key)
+            if value is not None:
+                body[key] = value
+        return body
+
+    @classmethod
+    def from_json(cls, body: object, apikey: str | None, source: str) -> Request:
+        """A submission from its JSON body, checked like a line; ParseError if bad."""
+        if not isinstance(body, dict):
+            raise ParseError("JSON body is not an object", source)
+        words: list[str] = ["command", "add"]
+        plural = {"domains": "domain", "ports": "port", "protocols": "protocol"}
+        for key, value in body.items():
+            if key in plural:
+                if not isinstance(value, list):
+                    raise ParseError(f"{key!r} is not a list", source)
+                items = value
+                key = plural[key]
+            elif key in ("domain", "port", "protocol", "fingerprint", "lineage", "event",
+                         "id", "client"):
+                items = [value]
+            else:
+                continue  # unknown keys are ignored, as on the line
+            for item in items:
+                if isinstance(item, bool) or not isinstance(item, (str, int)):
+                    raise ParseError(f"{key!r} has a value that is not a string", source)
+                words += [key, str(item)]
+        if apikey is not None:
+            words += ["apikey", apikey]
+        return _from_words(words, source)
+
+
+@dataclass(frozen=True)
+class Response:
+    """``ok`` with optional key/value pairs, or ``error CODE text``."""
+
+    ok: bool
+    code: str | None = None
+    text: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def success(cls, **fields: str) -> Response:
+        return cls(True, fields=tuple(fields.items()))
+
+    @classmethod
+    def error(cls, code: str, text: str) -> Response:
+        return cls(False, code, text)
+
+    def get(self, key: str) -> str | None:
+        return next((v for k, v in self.fields if k == key), None)
+
+    def encode(self) -> bytes:
+        if self.ok:
+            words = ["ok"] + [w for kv in self.fields for w in kv]
+        else:
+            words = ["error", self.code or "internal", *self.text.split()]
+        line = " ".join(words).encode("ascii", "replace")[: MAX_LINE - 2]
+        return line + b"\r\n"
+
+
+class LineBuffer:
+    """Splits a byte stream into lines of at most :data:`MAX_LINE` bytes.
+
+    ``feed`` returns the complete lines, without their LF or CRLF, in order.
+    A line that runs past the limit is discarded up to its newline and shows
+    up once as ``None`` where it stood, so the server can answer it with an
+    error and go on; memory held never exceeds the limit.
+    """
+
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self._limit = limit
+        self._buf = bytearray()
+        self._discarding = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that are not yet a whole line."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        lines: list[bytes | None] = []
+        view = memoryview(data)
+        while view:
+            end = data.find(b"\n", len(data) - len(view))
+            chunk = view if end < 0 else view[: end + 1 - (len(data) - len(view))]
+            view = view[len(chunk):]
+            if self._discarding:
+                self._discarding = end < 0
+                continue
+            self._buf += chunk
+            if end < 0:
+                if len(self._buf) >= self._limit:
+                    self._buf.clear()
+                    self._discarding = True
+                    lines.append(None)
+                break
+            line = bytes(self._buf)
+            self._buf.clear()
+            if len(line) > self._limit:
+                lines.append(None)
+            else:
+                lines.append(line[:-2] if line.endswith(b"\r\n") else line[:-1])
+        return lines
+
+
+def parse_request(line: bytes, source: str = "request") -> Request:
+    """One request line (without or with its ending) into a Request; ParseError if bad."""
+    line = line.rstrip(b"\r\n")
+    if len(line) + 2 > MAX_LINE:
+        raise ParseError(f"line over {MAX_LINE} bytes", source)
+    if not line:
+        raise ParseError("empty line; a request is 'command VERB [KEY VALUE]...'", source)
+    if not _PRINTABLE.match(line):
+        raise ParseError("not a line of printable ASCII words separated by single spaces", source)
+    return _from_words(line.decode("ascii").split(" "), source)
+
+
+def parse_response(line: bytes, source: str = "response") -> Response:
+    """One response line into a Response; ParseError if it is neither ok nor error."""
+    line = line.rstrip(b"\r\n")
+    if len(line) + 2 > MAX_LINE or not _PRINTABLE.match(line):
+        raise ParseError("response is not one short line of printable ASCII", source)
+    words = line.decode("ascii").split(" ")
+    if words[0] == "ok":
+        rest = words[1:]
+        pairs = tuple(zip(rest[::2], rest[1::2]))
+        return Response(True, fields=pairs, text=" ".join(rest))
+    if words[0] == "error" and len(words) >= 2:
+        return Response(False, words[1], " ".join(words[2:]))
+    raise ParseError(f"response starts with {words[0][:20]!r}, not ok or error", source)
+
+
+def _from_words(words: list[str], source: str) -> Request:
+    if len(words) < 2 or words[0] != "command":
+        raise ParseError("request must start with 'command VERB'", source)
+    verb = words[1].lower()
+    if verb not in VERBS:
+        raise ParseError(f"unknown verb {words[1][:20]!r}", source)
+    rest = words[2:]
+    if len(rest) % 2:
+        raise ParseError(f"key {rest[-1][:20]!r} has no value", source)
+    domains: list[str] = []
+    ports: list[int] = []
+    protocols: list[str] = []
+    single: dict[str, str] = {}
+    for key, value in zip(rest[::2], rest[1::2]):
+        if key == "domain":
+            domain = value.lower().rstrip(".")
+            if not _DOMAIN.match(domain):
+                raise ParseError(f"bad domain {value[:64]!r}", source)
+            if domain not in domains:
+                domains.append(domain)
+        elif key == "port":
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ParseError(f"bad port {value[:8]!r}", source)
+            ports.append(int(value))
+        elif key == "protocol":
+            if not _PROTOCOL.match(value.lower()):
+                raise ParseError(f"bad protocol {value[:20]!r}", source)
+            protocols.append(value.lower())
+        elif key in ("apikey", "fingerprint", "lineage", "event", "id", "client"):
+            if key in single:
+                raise ParseError(f"{key} given twice", source)
+            single[key] = value
+        # Any other key is ignored (docs/protocol.md: forward compatibility).
+    if len(domains) > MAX_DOMAINS:
+        raise ParseError(f"more than {MAX_DOMAINS} domains", source)
+    if verb == "add" and not domains:
+        raise ParseError("add needs at least one domain", source)
+    if len(protocols) > len(ports):
+        raise ParseError("more protocols than ports", source)
+    fingerprint = single.get("fingerprint")
+    if fingerprint is not None:
+        fingerprint = fingerprint.lower().replace(":", "")
+        if not _FINGERPRINT.match(fingerprint):
+            raise ParseError("fingerprint is not 64 hex digits (SHA-256)", source)
+    event = single.get("event")
+    if event is not None and event not in EVENTS:
+        raise ParseError(f"unknown event {event[:20]!r}", source)
+    for key in ("lineage", "id", "client"):
+        if key in single and not _TOKEN.match(single[key]):
+            raise ParseError(f"bad {key} {single[key][:20]!r}", source)
+    apikey = single.get("apikey")
+    if apikey is not None and not _TOKEN.match(apikey):
+        raise ParseError("bad apikey", source)  # never echo the value
+    return Request(
+        verb=verb,
+        domains=tuple(domains),
+        apikey=apikey,
+        ports=tuple(ports),
+        protocols=tuple(protocols),
+        fingerprint=fingerprint,
+        lineage=single.get("lineage"),
+        event=event,
+        id=single.get("id"),
+        client=single.get("client"),
+    )
