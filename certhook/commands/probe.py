@@ -1,0 +1,172 @@
+"""``certhook probe``: connect to TLS endpoints and check their certificates.
+
+Exit code: the worst status, in every format (0 ok, 1 warning, 2 critical,
+3 unknown). A mistake on the command line exits 2 through argparse, as
+monitoring plugins do; a file that cannot be read (targets file, CA file,
+certbot's directory) prints one line and exits 3, "could not check".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import configparser
+
+    from certhook.probe import ProbeResult, Target
+
+DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
+DEFAULT_CONF = "/etc/certhook/certhook.conf"
+_UNKNOWN = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "targets", nargs="*", metavar="TARGET",
+        help="host, host:port, [IPv6]:port, optionally /PROTOCOL (a bare host means 443)",
+    )
+    parser.add_argument("--starttls", metavar="PROTO",
+                        help="STARTTLS dialogue for targets without /PROTOCOL (smtp, imap, ...)")
+    parser.add_argument("--servername", metavar="NAME",
+                        help="SNI to send (default: the host; none for an IP address)")
+    parser.add_argument("--expect-name", metavar="NAME",
+                        help="name the certificate must hold (default: servername, else host)")
+    parser.add_argument("--name-check", choices=("cn_san", "cn", "none"), default="cn_san",
+                        help="how to check the name: SAN per RFC 6125 (default), CN only, or not")
+    parser.add_argument("--warn", type=int, default=21, metavar="DAYS",
+                        help="warning at or below this many days left (default 21)")
+    parser.add_argument("--crit", type=int, default=7, metavar="DAYS",
+                        help="critical at or below this many days left (default 7)")
+    parser.add_argument("--ca-file", metavar="FILE",
+                        help="trust these PEM roots instead of the system's")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="deadline per target, all steps included (default 10)")
+    parser.add_argument("--concurrency", type=int, default=None, metavar="N",
+                        help="probes at once (default 32)")
+    parser.add_argument("--targets-file", metavar="FILE",
+                        help="one TARGET [PROTOCOL] per line; # comments")
+    parser.add_argument("--from-certbot", action="store_true",
+                        help="probe every name of every certbot lineage (on its [ports])")
+    parser.add_argument("--config-dir", metavar="DIR",
+                        help="certbot's config dir: check served certificates against its"
+                             f" lineages (default with --from-certbot: {DEFAULT_CONFIG_DIR})")
+    parser.add_argument("--conf", metavar="FILE", default=DEFAULT_CONF,
+                        help=f"certhook conf with the [ports] section (default {DEFAULT_CONF})")
+    parser.add_argument("--format", choices=("text", "json", "nagios", "prtg", "prometheus"),
+                        default="text", help="output format (default text)")
+
+
+def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if not (args.targets or args.targets_file or args.from_certbot):
+        parser.error("no targets: give TARGET, --targets-file or --from-certbot")
+    if args.warn < 0 or args.crit < 0:
+        parser.error("--warn and --crit must not be negative")
+    if args.crit > args.warn:
+        parser.error(f"--crit {args.crit} is above --warn {args.warn}")
+    if not args.timeout > 0:
+        parser.error("--timeout must be positive")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+
+
+def _command_line_targets(args: argparse.Namespace, parser: argparse.ArgumentParser
+                          ) -> list[Target]:
+    from certhook.errors import ParseError
+    from certhook.probe.targets import known_protocols, parse_target
+
+    if args.starttls is not None and args.starttls not in known_protocols():
+        parser.error(f"--starttls: unknown protocol {args.starttls!r}"
+                     f" (known: {', '.join(sorted(known_protocols()))})")
+    targets = []
+    for text in args.targets:
+        try:
+            targets.append(parse_target(text, args.starttls, args.servername, args.expect_name))
+        except ParseError as exc:
+            parser.error(f"bad target: {exc}")
+    return targets
+
+
+def _read_conf(path: str, required: bool) -> configparser.ConfigParser:
+    import configparser
+
+    from certhook.errors import LocalError, ParseError
+
+    config = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            config.read_file(stream)
+    except FileNotFoundError:
+        if required:
+            raise LocalError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise LocalError(f"{path}: {exc.strerror or exc}") from None
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ParseError(str(exc).splitlines()[0], path) from None
+    return config
+
+
+def _progress(done: int, total: int, result: ProbeResult) -> None:
+    end = "\n" if done == total else ""
+    sys.stderr.write(f"\rprobed {done}/{total}{end}")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from certhook.errors import CerthookError
+
+    _check_arguments(args, parser)
+    targets = _command_line_targets(args, parser)
+    try:
+        return _run(args, targets)
+    except CerthookError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"certhook probe: {exc}", file=sys.stderr)
+        return _UNKNOWN
+
+
+def _run(args: argparse.Namespace, targets: list[Target]) -> int:
+    from certhook.probe import (
+        DEFAULT_CONCURRENCY,
+        ProbeOptions,
+        exit_code,
+        probe_many,
+        read_targets_file,
+    )
+    from certhook.probe.output import render
+
+    if args.targets_file:
+        targets += read_targets_file(args.targets_file, args.starttls)
+    fingerprints = None
+    config_dir = args.config_dir or (DEFAULT_CONFIG_DIR if args.from_certbot else None)
+    if config_dir is not None:
+        from certhook.certbot.lineage import read_state
+        from certhook.probe.targets import certbot_fingerprints, certbot_targets
+
+        state = read_state(config_dir)
+        fingerprints = certbot_fingerprints(state)
+        if args.from_certbot:
+            conf = _read_conf(args.conf, required=args.conf != DEFAULT_CONF)
+            found, skipped = certbot_targets(state, conf)
+            for note in skipped:
+                print(f"certhook probe: skipped {note}", file=sys.stderr)
+            targets += found
+    targets = list(dict.fromkeys(targets))  # each once, in the order first given
+    if not targets:
+        print("certhook probe: no targets to probe", file=sys.stderr)
+        return _UNKNOWN
+    options = ProbeOptions(
+        timeout=args.timeout,
+        warn_days=args.warn,
+        crit_days=args.crit,
+        name_check=args.name_check,
+        ca_file=args.ca_file,
+        local_fingerprints=fingerprints,
+    )
+    progress = _progress if sys.stderr.isatty() and len(targets) > 1 else None
+    results = probe_many(targets, options, args.concurrency or DEFAULT_CONCURRENCY, progress)
+    sys.stdout.write(render(results, args.format, options))
+    sys.stdout.flush()
+    return exit_code(results)

@@ -1,0 +1,165 @@
+"""The ``--format`` renderings of probe results: text, json, nagios (prtg and prometheus
+have modules of their own). Each takes the results in input order and returns the
+whole output as one string, ending in a newline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Callable
+
+from certhook.probe.result import STATUSES, ProbeOptions, ProbeResult, worst_status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["FORMATS", "render", "render_json", "render_nagios", "render_text", "summary"]
+
+
+def _counts(results: Sequence[ProbeResult]) -> str:
+    counts = {status: 0 for status in STATUSES}
+    for result in results:
+        counts[result.status] += 1
+    return ", ".join(f"{count} {status}" for status, count in counts.items() if count)
+
+
+def display(result: ProbeResult) -> str:
+    """The target as text and nagios show it: its label, and the servername if one was given."""
+    target = result.target
+    named = target.servername and target.servername.lower().rstrip(".") != target.host
+    return f"{target.label} ({target.servername})" if named else target.label
+
+
+def summary(results: Sequence[ProbeResult]) -> str:
+    """``3 targets: 2 ok, 1 critical``."""
+    noun = "target" if len(results) == 1 else "targets"
+    return f"{len(results)} {noun}: {_counts(results) or 'none'}"
+
+
+def _details(result: ProbeResult) -> str:
+    if result.error is not None:
+        return result.error
+    if result.reasons:
+        return "; ".join(result.reasons)
+    leaf = result.leaf
+    assert leaf is not None
+    parts = [f"CN={leaf.subject_cn}" if leaf.subject_cn else leaf.subject or "(no subject)"]
+    if leaf.issuer_cn:
+        parts.append(f"issuer {leaf.issuer_cn}")
+    parts.append(f"{leaf.public_key_type.upper()} {leaf.public_key_bits}")
+    if result.tls_version:
+        parts.append(result.tls_version)
+    return ", ".join(parts)
+
+
+def render_text(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
+    """One aligned row per target, then a summary line."""
+    rows = [
+        (
+            result.status.upper(),
+            "-" if result.days_left is None else f"{result.days_left}d",
+            result.not_after.strftime("%Y-%m-%d") if result.not_after else "-",
+            display(result),
+            _details(result),
+        )
+        for result in results
+    ]
+    widths = [max((len(row[column]) for row in rows), default=0) for column in range(4)]
+    lines = [
+        f"{status:<{widths[0]}}  {days:>{widths[1]}}  {date:<{widths[2]}}"
+        f"  {label:<{widths[3]}}  {details}"
+        for status, days, date, label, details in rows
+    ]
+    lines.append(summary(results))
+    return "\n".join(lines) + "\n"
+
+
+def render_json(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
+    """A JSON list of :meth:`ProbeResult.to_json` objects, one per line.
+
+    One line per object keeps the output greppable, and lets :mod:`json`
+    use its C encoder (``indent`` falls back to the Python one, ten times
+    slower on a few hundred results).
+    """
+    if not results:
+        return "[]\n"
+    return "[\n" + ",\n".join(json.dumps(result.to_json()) for result in results) + "\n]\n"
+
+
+# The monitoring-plugins guidelines: a performance-data label is quoted
+# when it holds anything but word characters, and can hold neither '=' nor
+# a single quote.
+_PLAIN_LABEL = re.compile(r"\w+")
+
+
+def _perf_label(text: str) -> str:
+    text = text.replace("=", "_").replace("'", "_")
+    return text if _PLAIN_LABEL.fullmatch(text) else f"'{text}'"
+
+
+def _nagios_line(result: ProbeResult) -> str:
+    if result.error is not None:
+        return f"{display(result)}: {result.error}"
+    if result.reasons:
+        return f"{display(result)}: {'; '.join(result.reasons)}"
+    assert result.not_after is not None
+    return (f"{display(result)}: {result.days_left} days left"
+            f" (not after {result.not_after.strftime('%Y-%m-%d')})")
+
+
+def render_nagios(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
+    """Plugin output: one status line with performance data, then one line per target.
+
+    ``days=N;WARN;CRIT`` carries the day thresholds as plain numbers (alert
+    at or below), as check_ssl_cert does. With several targets the first
+    line counts them and names the worst, the long text lists every target
+    worst first, and each gets its own ``days_TARGET`` label.
+    """
+    worst = worst_status(results)
+    ranked = sorted(results, key=lambda result: -STATUSES[result.status])  # stable: input order
+    perfdata = []
+    for result in results:
+        if result.days_left is None:
+            continue
+        label = "days" if len(results) == 1 else _perf_label(f"days_{result.target.label}")
+        perfdata.append(f"{label}={result.days_left};{options.warn_days};{options.crit_days}")
+    perf = f" | {' '.join(perfdata)}" if perfdata else ""
+    if len(results) == 1:
+        head = _nagios_line(results[0])
+    else:
+        head = summary(results)
+        if ranked and ranked[0].status != "ok":
+            head += f"; {_nagios_line(ranked[0])}"
+    # A '|' in free text would start performance data.
+    lines = [f"CERTHOOK {worst.upper()} - {head.replace('|', '/')}{perf}"]
+    if len(results) > 1:
+        lines += [f"{result.status.upper()} {_nagios_line(result).replace('|', '/')}"
+                  for result in ranked]
+    return "\n".join(lines) + "\n"
+
+
+def _render_prtg(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
+    from certhook.probe.prtg import render_prtg
+
+    return render_prtg(results, options)
+
+
+def _render_prometheus(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
+    from certhook.probe.prometheus import render_prometheus
+
+    return render_prometheus(results, options)
+
+
+FORMATS: dict[str, Callable[[Sequence[ProbeResult], ProbeOptions], str]] = {
+    "text": render_text,
+    "json": render_json,
+    "nagios": render_nagios,
+    "prtg": _render_prtg,
+    "prometheus": _render_prometheus,
+}
+
+
+def render(results: Sequence[ProbeResult], format: str, options: ProbeOptions) -> str:
+    """``results`` in ``format`` (a key of :data:`FORMATS`)."""
+    return FORMATS[format](results, options)

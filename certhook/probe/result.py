@@ -1,0 +1,151 @@
+"""The options of a probe and its result, with the JSON contract of ``--format json``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from certhook.probe.targets import Fingerprints, Target
+    from certhook.x509 import Certificate
+
+__all__ = ["STATUSES", "ProbeOptions", "ProbeResult", "exit_code", "worst_status"]
+
+#: Status -> exit code, as the monitoring-plugins guidelines define them.
+STATUSES: Mapping[str, int] = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How to probe and judge.
+
+    ``local_fingerprints`` maps a name to the SHA-256 fingerprint (or a
+    frozenset of them) of the certificate certbot holds for it; None turns
+    the local-match check off. ``allow_address`` is called with each
+    resolved IP address before connecting to it; False skips the address.
+    """
+
+    timeout: float = 10.0
+    warn_days: int = 21
+    crit_days: int = 7
+    name_check: str = "cn_san"
+    ca_file: str | None = None
+    local_fingerprints: Mapping[str, Fingerprints] | None = None
+    allow_address: Callable[[str], bool] | None = None
+
+    def __post_init__(self) -> None:
+        from certhook.probe.checks import NAME_CHECKS
+
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if self.name_check not in NAME_CHECKS:
+            raise ValueError(f"name_check must be one of {', '.join(NAME_CHECKS)}")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe of one target found.
+
+    ``status`` is ``ok``, ``warning``, ``critical`` or ``unknown`` (could
+    not connect or talk; ``error`` says why). ``reasons`` lists every
+    finding that made it worse than ``ok``; ``notes`` what limits the probe
+    (the Python 3.9 chain fallback). ``chain`` is what the server sent,
+    leaf first; ``earliest_chain_expiry`` its earliest ``notAfter``, and
+    ``verified_chain_expiry`` the earliest ``notAfter`` of the chain that
+    verified to a trust anchor (Python 3.10+).
+    """
+
+    target: Target
+    status: str
+    reasons: tuple[str, ...]
+    error: str | None
+    leaf: Certificate | None
+    chain: tuple[Certificate, ...]
+    days_left: int | None
+    not_after: datetime | None
+    earliest_chain_expiry: datetime | None
+    name_ok: bool | None
+    trusted: bool | None
+    trust_error: str | None
+    self_signed: bool | None
+    tls_version: str | None
+    cipher: str | None
+    local_match: bool | None
+    address: str | None
+    elapsed: float
+    verified_chain_expiry: datetime | None = None
+    name_check: str = "cn_san"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return STATUSES[self.status]
+
+    def to_json(self) -> dict[str, Any]:
+        """The object of ``--format json``: the documented contract (docs/probe.md)."""
+        leaf = self.leaf
+        target = self.target
+        return {
+            "target": target.label,
+            "host": target.host,
+            "port": target.port,
+            "protocol": target.protocol,
+            "servername": target.sni,
+            "expect_name": target.name_to_check,
+            "address": self.address,
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "error": self.error,
+            "days_left": self.days_left,
+            "not_before": _iso(leaf.not_valid_before_utc) if leaf else None,
+            "not_after": _iso(self.not_after),
+            "earliest_chain_expiry": _iso(self.earliest_chain_expiry),
+            "verified_chain_expiry": _iso(self.verified_chain_expiry),
+            "fingerprint_sha256": leaf.fingerprint_sha256 if leaf else None,
+            "serial": leaf.serial_hex if leaf else None,
+            "subject": leaf.subject if leaf else None,
+            "subject_cn": leaf.subject_cn if leaf else None,
+            "issuer": leaf.issuer if leaf else None,
+            "sans": [*leaf.san_dns, *leaf.san_ip] if leaf else [],
+            "name_check": self.name_ok,
+            "name_check_mode": self.name_check,
+            "trusted": self.trusted,
+            "trust_error": self.trust_error,
+            "self_signed": self.self_signed,
+            "key_type": leaf.public_key_type if leaf else None,
+            "key_bits": leaf.public_key_bits if leaf else None,
+            "curve": leaf.curve if leaf else None,
+            "signature_algorithm": leaf.signature_algorithm if leaf else None,
+            "tls_version": self.tls_version,
+            "cipher": self.cipher,
+            "chain": [
+                {
+                    "subject": cert.subject,
+                    "issuer": cert.issuer,
+                    "not_after": _iso(cert.not_valid_after_utc),
+                    "fingerprint_sha256": cert.fingerprint_sha256,
+                }
+                for cert in self.chain
+            ],
+            "local_match": self.local_match,
+            "notes": list(self.notes),
+            "elapsed": round(self.elapsed, 3),
+        }
+
+
+def worst_status(results: Iterable[ProbeResult]) -> str:
+    """The worst status of ``results`` by exit code (``unknown`` is worst); ok if none."""
+    return max((result.status for result in results), key=STATUSES.__getitem__, default="ok")
+
+
+def exit_code(results: Iterable[ProbeResult]) -> int:
+    """The exit code of a run: that of the worst status."""
+    return STATUSES[worst_status(results)]

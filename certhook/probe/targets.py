@@ -1,0 +1,319 @@
+"""What to probe: targets from the command line, a targets file, or certbot's lineages.
+
+A target is ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6
+address, optionally followed by ``/protocol`` (``mail.example.org:25/smtp``).
+The protocol is ``tls`` (TLS from the first byte) or the name of a STARTTLS
+dialogue; without one it follows from the port
+(:func:`certhook.probe.starttls.protocol_for_port`). A bare host means 443,
+or the protocol's default port when a protocol is named.
+
+``--from-certbot`` probes every name of every lineage on the ports listed for
+that lineage in the ``[ports]`` section of certhook's conf
+(:func:`ports_for_lineage`); the reporting client reads the same section.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+from certhook.errors import LocalError, ParseError
+
+if TYPE_CHECKING:
+    import configparser
+    from collections.abc import Iterable, Mapping
+
+    from certhook.certbot.lineage import CertbotState
+
+__all__ = [
+    "Target",
+    "certbot_fingerprints",
+    "certbot_targets",
+    "known_protocols",
+    "parse_target",
+    "ports_for_lineage",
+    "read_targets_file",
+]
+
+#: Value type of :attr:`ProbeOptions.local_fingerprints`: one expected
+#: SHA-256 fingerprint, or several when more than one lineage holds the name.
+Fingerprints = Union[str, frozenset[str]]
+
+# RFC 1035 section 2.3.4: 255 octets on the wire, 253 characters in text.
+_MAX_HOST = 253
+# A host may hold letters (also non-ASCII, for IDNs), digits, '-', '.', '_'
+# (seen in internal names) and '%' plus an interface for IPv6 zones.
+_HOST_RE = re.compile(r"[^\s/:@\[\]\\#?]+")
+_PROTOCOL_RE = re.compile(r"[a-z][a-z0-9-]*")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One endpoint to probe.
+
+    ``servername`` is the SNI to send (default: ``host``, none for an IP
+    address, RFC 6066 section 3); ``expect_name`` the name the certificate
+    must hold (default: ``servername``, else ``host``).
+    """
+
+    host: str
+    port: int = 443
+    protocol: str = "tls"
+    servername: str | None = None
+    expect_name: str | None = None
+
+    @property
+    def is_address(self) -> bool:
+        """Whether ``host`` is an IP address literal."""
+        return _ip(self.host) is not None
+
+    @property
+    def sni(self) -> str | None:
+        """The server name to send in the ClientHello, if any."""
+        name = self.servername or self.host
+        return None if _ip(name) is not None else name.rstrip(".")
+
+    @property
+    def name_to_check(self) -> str:
+        """The name the certificate must match."""
+        return self.expect_name or self.servername or self.host
+
+    @property
+    def label(self) -> str:
+        """``host:port``: brackets for IPv6, ``/protocol`` for STARTTLS (and ``/tls``
+        on a STARTTLS port), so that :func:`parse_target` reads it back."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        explicit = self.protocol != "tls" or _protocol_for_port(self.port) != "tls"
+        return f"{host}:{self.port}/{self.protocol}" if explicit else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def known_protocols() -> dict[str, int]:
+    """Every protocol name a target may carry, with its default port."""
+    from certhook.probe.starttls import DEFAULT_PORTS
+
+    return {"tls": 443, **DEFAULT_PORTS}
+
+
+def _protocol_for_port(port: int) -> str:
+    from certhook.probe.starttls import protocol_for_port
+
+    return protocol_for_port(port)
+
+
+def _check_protocol(name: str, source: str | None) -> str:
+    protocols = known_protocols()
+    if name not in protocols:
+        listed = ", ".join(sorted(protocols))
+        raise ParseError(f"unknown protocol {name!r} (known: {listed})", source)
+    return name
+
+
+def _split_host_port(text: str, source: str | None) -> tuple[str, int | None]:
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ParseError(f"{text!r}: '[' without ']'", source)
+        host, rest = text[1:close], text[close + 1:]
+        if _ip(host) is None or ":" not in host:
+            raise ParseError(f"{text!r}: only IPv6 addresses go in brackets", source)
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ParseError(f"{text!r}: expected ':port' after ']'", source)
+        return host, _port(rest[1:], text, source)
+    if text.count(":") > 1:  # a bare IPv6 address: no port can follow it
+        if _ip(text) is None:
+            raise ParseError(f"{text!r}: not an IPv6 address (write [address]:port)", source)
+        return text, None
+    host, colon, port = text.partition(":")
+    return host, _port(port, text, source) if colon else None
+
+
+def _port(text: str, whole: str, source: str | None) -> int:
+    if not text.isdigit() or not text.isascii() or not 0 < int(text) < 65536:
+        raise ParseError(f"{whole!r}: port must be a number from 1 to 65535", source)
+    return int(text)
+
+
+def _check_host(host: str, whole: str, source: str | None) -> str:
+    address = _ip(host)
+    if address is not None:
+        return str(address)
+    if not host or len(host) > _MAX_HOST or not _HOST_RE.fullmatch(host):
+        raise ParseError(f"{whole!r}: not a host name or IP address", source)
+    if ".." in host or host.startswith("."):
+        raise ParseError(f"{whole!r}: empty label in host name", source)
+    return host.lower()
+
+
+def parse_target(
+    text: str,
+    starttls: str | None = None,
+    servername: str | None = None,
+    expect_name: str | None = None,
+    source: str | None = None,
+) -> Target:
+    """Parse ``host[:port][/protocol]``; raise :class:`ParseError` if it is not one.
+
+    The protocol comes from the ``/protocol`` suffix, else ``starttls``,
+    else the port. With no port, a named protocol brings its default port
+    and a bare host means 443.
+    """
+    text = text.strip()
+    protocol: str | None = starttls
+    head, slash, tail = text.rpartition("/")
+    if slash:
+        if not _PROTOCOL_RE.fullmatch(tail):
+            raise ParseError(f"{text!r}: bad protocol after '/'", source)
+        protocol, text = tail, head
+    if protocol is not None:
+        _check_protocol(protocol, source)
+    host, port = _split_host_port(text, source)
+    host = _check_host(host, text, source)
+    if port is None:
+        port = known_protocols()[protocol] if protocol else 443
+    if protocol is None:
+        protocol = _protocol_for_port(port)
+    return Target(host, port, protocol, servername or None, expect_name or None)
+
+
+def read_targets_file(path: str, starttls: str | None = None) -> list[Target]:
+    """Targets from a file: one per line, ``#`` comments, blank lines skipped.
+
+    A line is ``TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME]``.
+    A bad line raises :class:`ParseError` naming ``path:line``.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            lines = stream.read().splitlines()
+    except OSError as exc:
+        raise LocalError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not UTF-8 (byte {exc.start})", path) from None
+    targets = []
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if words:
+            targets.append(_target_line(words, starttls, f"{path}:{number}"))
+    return targets
+
+
+def _target_line(words: list[str], starttls: str | None, source: str) -> Target:
+    protocol = starttls
+    options: dict[str, str] = {}
+    for word in words[1:]:
+        key, equals, value = word.partition("=")
+        if not equals:
+            protocol = _check_protocol(word, source)
+        elif key in ("servername", "expect-name") and value:
+            options[key] = value
+        else:
+            raise ParseError(f"unexpected {word!r} (servername=NAME or expect-name=NAME)", source)
+    if protocol is not None and "/" in words[0]:
+        raise ParseError("protocol given twice", source)
+    return parse_target(
+        words[0], protocol, options.get("servername"), options.get("expect-name"), source
+    )
+
+
+def ports_for_lineage(config: configparser.ConfigParser, lineage: str) -> list[tuple[int, str]]:
+    """The ``(port, protocol)`` pairs to probe for a lineage's names.
+
+    Read from section ``[ports]`` of certhook's conf, one key per lineage::
+
+        [ports]
+        example.org = 443, 25/smtp, 993, 587/submission
+
+    The value is the complete list (leave 443 out to skip HTTPS); an entry
+    is ``PORT``, ``PORT/PROTOCOL`` or ``PROTOCOL`` (its default port), the
+    protocol of a bare port following :func:`protocol_for_port`. A lineage
+    without a key is probed on 443 alone.
+    """
+    value = config.get("ports", lineage, fallback=None) if config.has_section("ports") else None
+    if value is None:
+        return [(443, "tls")]
+    source = f"[ports] {lineage}"
+    pairs: list[tuple[int, str]] = []
+    for entry in filter(None, re.split(r"[\s,]+", value)):
+        port_text, slash, protocol = entry.partition("/")
+        if not slash and not port_text.isdigit():
+            protocol = _check_protocol(port_text, source)
+            port = known_protocols()[protocol]
+        else:
+            port = _port(port_text, entry, source)
+            protocol = _check_protocol(protocol, source) if slash else _protocol_for_port(port)
+        if (port, protocol) not in pairs:
+            pairs.append((port, protocol))
+    return pairs
+
+
+def certbot_targets(
+    state: CertbotState, config: configparser.ConfigParser | None = None
+) -> tuple[list[Target], list[str]]:
+    """Every name of every lineage on its ports, and the names skipped.
+
+    Wildcard names (``*.example.org``) have no host to connect to and are
+    skipped, as are names that are no host name; a lineage whose certificate
+    could not be read has no names. A bad ``[ports]`` entry raises
+    :class:`ParseError`.
+    """
+    targets: list[Target] = []
+    skipped: list[str] = []
+    for lineage in state.lineages:
+        ports = ports_for_lineage(config, lineage.name) if config is not None else [(443, "tls")]
+        for name in lineage.domains:
+            if name.startswith("*."):
+                skipped.append(f"{name} (lineage {lineage.name}): a wildcard has no host to probe")
+                continue
+            try:
+                host = _check_host(name, name, None)
+            except ParseError as exc:
+                skipped.append(f"{name} (lineage {lineage.name}): {exc.reason}")
+                continue
+            targets += [Target(host, port, protocol) for port, protocol in ports]
+    return list(dict.fromkeys(targets)), skipped
+
+
+def certbot_fingerprints(state: CertbotState) -> dict[str, Fingerprints]:
+    """Each lineage name -> the SHA-256 fingerprint of its live ``cert.pem``.
+
+    A name held by several lineages maps to the set of their fingerprints:
+    serving any of them is serving a current certificate.
+    """
+    found: dict[str, set[str]] = {}
+    for lineage in state.lineages:
+        if lineage.certificate is None:
+            continue
+        for name in lineage.domains:
+            found.setdefault(name.lower(), set()).add(lineage.certificate.fingerprint_sha256)
+    return {
+        name: next(iter(prints)) if len(prints) == 1 else frozenset(prints)
+        for name, prints in found.items()
+    }
+
+
+def expected_fingerprints(
+    fingerprints: Mapping[str, Fingerprints], name: str
+) -> frozenset[str] | None:
+    """The fingerprints a lineage holds for ``name`` (exact, then wildcard), or None."""
+    name = name.lower().rstrip(".")
+    candidates: Iterable[str] = (name,)
+    if "." in name:
+        candidates = (name, "*." + name.split(".", 1)[1])
+    for key in candidates:
+        value: Fingerprints | None = fingerprints.get(key)
+        if value is not None:
+            return frozenset((value,)) if isinstance(value, str) else frozenset(value)
+    return None
