@@ -11,10 +11,12 @@ server alike. Nothing here touches a socket.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
 from certhook.errors import ParseError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -46,8 +48,44 @@ _PRINTABLE = re.compile(rb"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$")
 _WORD = re.compile(r"^[\x21-\x7e]+$")
 
 
-@dataclass(frozen=True)
-class Request:
+class _Record:
+    """A frozen record: equality, hash, repr and pickling over ``_fields``, as a
+    frozen dataclass would have them. Not a dataclass: ``import dataclasses``
+    pulls in ``inspect`` (~7 ms), and the certbot hook imports this module on
+    every renewal (bench/hook.py). Fields named in ``_hidden`` stay out of repr.
+    """
+
+    __slots__: tuple[str, ...] = ()
+    _fields: tuple[str, ...] = ()  # in order; __slots__ holds the same names
+    _hidden: frozenset[str] = frozenset()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Record) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields
+                          if name not in self._hidden)
+        return f"{self.__class__.__name__}({shown})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return self.__class__, self._values()
+
+
+class Request(_Record):
     """One submission or command.
 
     ``ports`` and ``protocols`` pair up by position: the Nth ``protocol``
@@ -55,16 +93,37 @@ class Request:
     with the protocol its number implies. ``apikey`` is kept out of repr.
     """
 
-    verb: str = "add"
-    domains: tuple[str, ...] = ()
-    apikey: str | None = field(default=None, repr=False)
-    ports: tuple[int, ...] = ()
-    protocols: tuple[str, ...] = ()
-    fingerprint: str | None = None
-    lineage: str | None = None
-    event: str | None = None
-    id: str | None = None
-    client: str | None = None
+    _fields = ("verb", "domains", "apikey", "ports", "protocols", "fingerprint", "lineage",
+               "event", "id", "client")
+    __slots__ = _fields
+    _hidden = frozenset({"apikey"})
+    verb: str
+    domains: tuple[str, ...]
+    apikey: str | None
+    ports: tuple[int, ...]
+    protocols: tuple[str, ...]
+    fingerprint: str | None
+    lineage: str | None
+    event: str | None
+    id: str | None
+    client: str | None
+
+    def __init__(
+        self,
+        verb: str = "add",
+        domains: tuple[str, ...] = (),
+        apikey: str | None = None,
+        ports: tuple[int, ...] = (),
+        protocols: tuple[str, ...] = (),
+        fingerprint: str | None = None,
+        lineage: str | None = None,
+        event: str | None = None,
+        id: str | None = None,
+        client: str | None = None,
+    ) -> None:
+        for name, value in zip(self._fields, (verb, domains, apikey, ports, protocols,
+                                              fingerprint, lineage, event, id, client)):
+            object.__setattr__(self, name, value)
 
     def encode(self) -> bytes:
         """The request as one CRLF-terminated line; ValueError if it cannot be one."""
@@ -125,14 +184,20 @@ class Request:
         return _from_words(words, source)
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(_Record):
     """``ok`` with optional key/value pairs, or ``error CODE text``."""
 
+    _fields = ("ok", "code", "text", "fields")
+    __slots__ = _fields
     ok: bool
-    code: str | None = None
-    text: str = ""
-    fields: tuple[tuple[str, str], ...] = ()
+    code: str | None
+    text: str
+    fields: tuple[tuple[str, str], ...]
+
+    def __init__(self, ok: bool, code: str | None = None, text: str = "",
+                 fields: tuple[tuple[str, str], ...] = ()) -> None:
+        for name, value in zip(self._fields, (ok, code, text, fields)):
+            object.__setattr__(self, name, value)
 
     @classmethod
     def success(cls, **fields: str) -> Response:

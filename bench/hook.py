@@ -1,0 +1,128 @@
+"""Benchmark: ``certhook hook`` delivering one lineage, against a bare interpreter start.
+
+Makes one real lineage (certbot against pebble on loopback; ``--minted``
+lays one out with a trustme certificate instead), starts a recording line
+server on 127.0.0.1, and times, interleaved in one run, N times each:
+
+- ``python -c pass`` with the interpreter of the ``certhook`` console script;
+- ``certhook hook`` (the console script) as certbot runs a deploy hook:
+  ``RENEWED_LINEAGE`` / ``RENEWED_DOMAINS`` set, delivering over tcp://.
+
+It reports the medians and their ratio (target: under 1.5). The headline
+pair runs in a throw-away venv where certhook is installed from its wheel,
+as users install it: the development venv's editable install puts a finder
+in site-packages that costs every interpreter start ~12 ms, which would
+flatter the ratio (that pair is printed too, for comparison). Both run with
+bytecode caches (in a temporary PYTHONPYCACHEPREFIX), as an installed
+package has them.
+
+    .venv/bin/python bench/hook.py [--repeat 30] [--minted]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from acmeenv import Certbot, Pebble  # noqa: E402
+from client_helpers import KEY, LineServer, make_lineage  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def real_lineage(workdir: Path) -> Path:
+    with Pebble(workdir / "pebble") as pebble:
+        certbot = Certbot(pebble, workdir / "certbot")
+        certbot.certonly("bench.example.org", "www.bench.example.org")
+        return certbot.config_dir / "live" / "bench.example.org"
+
+
+def installed_venv(work: Path) -> Path:
+    """A fresh venv with certhook installed from a wheel built from this tree."""
+    wheels, venv = work / "wheels", work / "venv"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": True}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                    str(ROOT)], **quiet)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps",
+                    *map(str, wheels.glob("certhook-*.whl"))], **quiet)
+    return venv / "bin"
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0 or proc.stderr:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.decode()}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=30, help="runs of each (default 30)")
+    parser.add_argument("--minted", action="store_true",
+                        help="lay out a lineage with a trustme certificate, no certbot")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="certhook-bench-") as tmp, LineServer() as server:
+        work = Path(tmp)
+        installed = installed_venv(work)
+        if args.minted:
+            live = make_lineage(work / "config", "bench.example.org", "bench.example.org",
+                                "www.bench.example.org")
+        else:
+            live = real_lineage(work)
+        (work / "certhook.conf").write_text(f"[client]\nserver = {server.url}\n")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("CERTHOOK_", "RENEWED_", "FAILED_", "PYTHON"))}
+        env.update({
+            "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+            "CERTHOOK_CONFIG": str(work / "certhook.conf"),
+            "CERTHOOK_API_KEY": KEY,
+            "CERTHOOK_SPOOL_DIR": str(work / "spool"),
+            "RENEWED_LINEAGE": str(live),
+            "RENEWED_DOMAINS": "bench.example.org www.bench.example.org",
+        })
+        journal = work / "spool" / ".delivered"
+        variants = {
+            "python -c pass": ([str(installed / "python"), "-c", "pass"], env),
+            "certhook hook": ([str(installed / "certhook"), "hook"], env),
+            "dev venv: python -c pass": ([str(VENV_BIN / "python"), "-c", "pass"], env),
+            "dev venv: certhook hook": ([str(VENV_BIN / "certhook"), "hook"], env),
+        }
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for warm_up in (True, *([False] * args.repeat)):
+            for name, (argv, run_env) in variants.items():
+                journal.unlink(missing_ok=True)  # else the same certificate is not resent
+                elapsed = timed(argv, run_env)
+                if not warm_up:
+                    times[name].append(elapsed)
+        delivered = len(server.requests)
+    expected = 2 * (args.repeat + 1)
+    if delivered != expected:
+        raise SystemExit(f"the server got {delivered} submissions, expected {expected}")
+
+    medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
+    print(f"{args.repeat} runs each, medians; {delivered} submissions delivered to {server.url}")
+    for name, median in medians.items():
+        print(f"  {name:28s} {median:7.1f} ms")
+    ratio = medians["certhook hook"] / medians["python -c pass"]
+    dev = medians["dev venv: certhook hook"] / medians["dev venv: python -c pass"]
+    print(f"ratio certhook hook / python -c pass, installed from the wheel: {ratio:.2f} "
+          "(target < 1.5)")
+    print(f"the same in the editable development venv:                      {dev:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

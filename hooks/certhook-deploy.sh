@@ -1,0 +1,286 @@
+#!/bin/bash
+# certhook drop-in hook: tell the certhook audit server about renewed certificates.
+#
+# Install: copy certhook-deploy.sh to /etc/letsencrypt/renewal-hooks/deploy/
+# with mode 0755 (or run `certhook install-hook`); certbot runs it after each
+# renewal, with RENEWED_LINEAGE and RENEWED_DOMAINS set. certhook-post.sh,
+# the same script but for the line below, goes to renewal-hooks/post/ (or
+# `certhook install-hook --post`); it runs once per `certbot renew` and also
+# reports FAILED_DOMAINS (certbot 2.7.0 and later).
+#
+# With certhook installed (`certhook` on PATH, or `python3 -m certhook`) it
+# runs `certhook hook`. Without it, plain bash submits the domains itself:
+# `command add domain ... client bash apikey KEY` over /dev/tcp, to the
+# first tcp:// server of [client] server in /etc/certhook/certhook.conf (or
+# CERTHOOK_SERVER), with the key from api_key / api_key_file (or
+# CERTHOOK_API_KEY). A line that is not answered "ok" waits in the spool
+# directory and is sent again on the next run, or by `certhook flush`.
+#
+# It never fails certbot: whatever happens, it exits 0 within its deadline
+# ([client] deadline, default 10 seconds).
+
+CERTHOOK_KIND=deploy
+
+trap 'exit 0' EXIT
+umask 077
+
+certhook_warn() {
+    local text="$*"
+    if [ -n "${certhook_key:-}" ]; then
+        text=${text//"$certhook_key"/***}
+    fi
+    printf 'certhook %s hook: warning: %s\n' "$CERTHOOK_KIND" "$text" >&2
+}
+
+# The [client] keys of certhook's INI file (Python's configparser reads the same).
+certhook_read_conf() {
+    local file="$1" section="" line key value
+    [ -r "$file" ] || return 0
+    while IFS= read -r line || [ -n "$line" ]; do
+        line=${line%$'\r'}
+        line=${line#"${line%%[![:space:]]*}"}
+        case "$line" in
+            '' | '#'* | ';'*) continue ;;
+            '['*']'*) section=${line#[}; section=${section%%]*}; continue ;;
+            *[=:]*) ;;
+            *) continue ;;
+        esac
+        [ "$section" = client ] || continue
+        key=${line%%[=:]*}
+        value=${line#*[=:]}
+        key=${key%"${key##*[![:space:]]}"}
+        value=${value#"${value%%[![:space:]]*}"}
+        value=${value%"${value##*[![:space:]]}"}
+        case "${key,,}" in
+            server) certhook_server=$value ;;
+            api_key) certhook_key=$value ;;
+            api_key_file) certhook_key_file=$value ;;
+            spool_dir) certhook_spool=$value ;;
+            deadline) certhook_deadline=$value ;;
+        esac
+    done <"$file"
+}
+
+certhook_new_id() {
+    local id
+    id=$(od -An -N8 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
+    if [ ${#id} -ne 16 ]; then
+        printf -v id '%04x%04x%04x%04x' $RANDOM $RANDOM $RANDOM $RANDOM
+    fi
+    printf '%s' "$id"
+}
+
+# SHA-256 of the DER of the first certificate in a PEM file (coreutils only).
+certhook_fingerprint() {
+    local pem="$1" line b64="" inside=0 sum
+    command -v base64 >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1 || return 1
+    [ -r "$pem" ] || return 1
+    while IFS= read -r line; do
+        line=${line%$'\r'}
+        case "$line" in
+            '-----BEGIN CERTIFICATE-----') inside=1 ;;
+            '-----END CERTIFICATE-----') [ $inside = 1 ] && break ;;
+            *) [ $inside = 1 ] && b64+=$line ;;
+        esac
+    done <"$pem"
+    [ -n "$b64" ] || return 1
+    sum=$(printf '%s' "$b64" | base64 -d 2>/dev/null | sha256sum) || return 1
+    printf '%s' "${sum%% *}"
+}
+
+# Request lines (without the key) for a list of domains, split so that each
+# line, with " apikey KEY" and CRLF, stays within the protocol's 1,000 bytes.
+certhook_lines() {
+    local event="$1" lineage="$2" fingerprint="$3" domains="$4"
+    local tail budget current="" domain list=()
+    tail=""
+    [ -n "$lineage" ] && tail+=" lineage $lineage"
+    [ -n "$fingerprint" ] && tail+=" fingerprint $fingerprint"
+    tail+=" event $event"
+    # 1,000 bytes less CRLF, " apikey KEY", the tail, "command add", " id ID", " client bash"
+    budget=$((1000 - 2 - 8 - ${#certhook_key} - ${#tail} - 11 - 20 - 12))
+    read -r -a list <<<"$domains"
+    for domain in "${list[@]}"; do
+        if [ -n "$current" ] && [ $((${#current} + 8 + ${#domain})) -gt $budget ]; then
+            certhook_lines_out+=("command add$current$tail id $(certhook_new_id) client bash")
+            current=""
+        fi
+        current+=" domain $domain"
+    done
+    if [ -n "$current" ]; then
+        certhook_lines_out+=("command add$current$tail id $(certhook_new_id) client bash")
+    fi
+}
+
+# Runs under `timeout`: send each line of stdin with the key, print each answer.
+certhook_send() {
+    local host="$1" port="$2" step="$3" line reply
+    exec 3<>"/dev/tcp/$host/$port" || exit 1
+    while IFS= read -r line; do
+        printf '%s apikey %s\r\n' "$line" "$CERTHOOK__KEY" >&3 || exit 1
+        IFS= read -r -t "$step" reply <&3 || exit 1
+        printf '%s\n' "${reply%$'\r'}"
+    done
+}
+
+certhook_spool_line() {
+    local line="$1" dir="$2" id stamp tmp
+    id=${line##* id }
+    id=${id%% *}
+    stamp=$(date +%s%3N 2>/dev/null)
+    case "$stamp" in *N | '') stamp="$(date +%s)000" ;; esac
+    mkdir -p -m 700 "$dir" 2>/dev/null
+    tmp="$dir/.tmp-$$-$RANDOM"
+    if printf '%s\n' "$line" >"$tmp" 2>/dev/null && mv -f "$tmp" "$dir/$stamp-$id.line" 2>/dev/null; then
+        return 0
+    fi
+    rm -f "$tmp" 2>/dev/null
+    return 1
+}
+
+certhook_bash() {
+    local certhook_server="" certhook_key="" certhook_key_file="" certhook_spool=""
+    local certhook_deadline="" conf host="" port=10023 entry url lines=() files=() i
+    local certhook_lines_out=() lock_ok=0
+    conf=${CERTHOOK_CONFIG:-/etc/certhook/certhook.conf}
+    certhook_read_conf "$conf"
+    if [ -n "$certhook_key_file" ]; then
+        case "$certhook_key_file" in /*) ;; *) certhook_key_file="$(dirname "$conf")/$certhook_key_file" ;; esac
+        IFS= read -r certhook_key <"$certhook_key_file" 2>/dev/null
+    fi
+    certhook_server=${CERTHOOK_SERVER:-$certhook_server}
+    certhook_key=${CERTHOOK_API_KEY:-$certhook_key}
+    certhook_key=${certhook_key//[[:space:]]/}
+    certhook_spool=${CERTHOOK_SPOOL_DIR:-${certhook_spool:-/var/lib/certhook/spool}}
+    case "$certhook_deadline" in '' | *[!0-9.]*) certhook_deadline=10 ;; esac
+
+    # The first plain tcp:// (or scheme-less) server: bash speaks no TLS.
+    IFS=, read -r -a lines <<<"$certhook_server"
+    for entry in "${lines[@]}"; do
+        entry=${entry//[[:space:]]/}
+        case "$entry" in
+            tcp://*) url=${entry#tcp://} ;;
+            *://*) continue ;;
+            '') continue ;;
+            *) url=$entry ;;
+        esac
+        url=${url%/}
+        if [ "${url:0:1}" = '[' ]; then
+            host=${url#[}; host=${host%%]*}
+            case "$url" in *]:*) port=${url##*]:} ;; esac
+        else
+            host=${url%%:*}
+            case "$url" in *:*) port=${url##*:} ;; esac
+        fi
+        break
+    done
+
+    # What to report.
+    local lineage="" fingerprint="" renewed=${RENEWED_DOMAINS:-} failed=${FAILED_DOMAINS:-}
+    if [ "$CERTHOOK_KIND" = deploy ]; then
+        if [ -n "${RENEWED_LINEAGE:-}" ]; then
+            lineage=${RENEWED_LINEAGE%/}
+            fingerprint=$(certhook_fingerprint "$lineage/cert.pem")
+            lineage=${lineage##*/}
+        fi
+        failed=""
+    elif [ -x "$certhook_hookdir/../deploy/certhook-deploy.sh" ]; then
+        renewed=""  # the deploy drop-in has reported each renewal already
+    fi
+    [ -n "$renewed" ] && certhook_lines deployed "$lineage" "$fingerprint" "$renewed"
+    [ -n "$failed" ] && certhook_lines failed "" "" "$failed"
+
+    # Lines left in the spool by an earlier run go first (one sender at a time).
+    lines=()
+    if [ -d "$certhook_spool" ] && command -v flock >/dev/null 2>&1 \
+        && { exec 9>>"$certhook_spool/.lock"; } 2>/dev/null && flock -n 9; then
+        lock_ok=1
+        for entry in "$certhook_spool"/*.line; do
+            [ -f "$entry" ] || continue
+            IFS= read -r url <"$entry" && [ -n "$url" ] || continue
+            lines+=("$url")
+            files+=("$entry")
+        done
+    fi
+    lines+=("${certhook_lines_out[@]}")
+    [ ${#lines[@]} -gt 0 ] || return 0
+
+    local replies=() why=""
+    if [ -z "$host" ]; then
+        why="no tcp:// server configured for the bash client ([client] server in $conf, or CERTHOOK_SERVER)"
+    elif [ -z "$certhook_key" ]; then
+        why="no API key configured ([client] api_key in $conf, or CERTHOOK_API_KEY)"
+    else
+        local runner=()
+        if command -v timeout >/dev/null 2>&1; then
+            runner=(timeout -k 1 "$certhook_deadline")
+        fi
+        mapfile -t replies < <(printf '%s\n' "${lines[@]}" | CERTHOOK__KEY="$certhook_key" \
+            "${runner[@]}" bash -c "$(declare -f certhook_send); certhook_send \"\$@\"" \
+            certhook-send "$host" "$port" "$certhook_deadline" 2>/dev/null)
+    fi
+
+    local spooled=0 delivered=0 rejected=0 lost=0 reply
+    for i in "${!lines[@]}"; do
+        reply=${replies[$i]:-}
+        if [ "${reply%% *}" = ok ]; then
+            delivered=$((delivered + 1))
+            [ "$i" -lt ${#files[@]} ] && rm -f "${files[$i]}"
+            continue
+        fi
+        [ -n "$reply" ] && why="tcp://$host:$port answered: ${reply:0:200}"
+        [ -z "$why" ] && why="tcp://$host:$port did not answer (refused, closed or timed out)"
+        if [ "${reply#error syntax}" != "$reply" ]; then
+            rejected=$((rejected + 1))
+            if [ "$i" -lt ${#files[@]} ]; then
+                mkdir -p -m 700 "$certhook_spool/rejected" 2>/dev/null
+                mv -f "${files[$i]}" "$certhook_spool/rejected/" 2>/dev/null
+            else
+                certhook_spool_line "${lines[$i]}" "$certhook_spool/rejected" || lost=$((lost + 1))
+            fi
+        elif [ "$i" -ge ${#files[@]} ]; then
+            if certhook_spool_line "${lines[$i]}" "$certhook_spool"; then
+                spooled=$((spooled + 1))
+            else
+                lost=$((lost + 1))
+            fi
+        else
+            spooled=$((spooled + 1))
+        fi
+    done
+    if [ $((spooled + rejected + lost)) -gt 0 ]; then
+        local summary="$((spooled + rejected + lost)) of ${#lines[@]} submissions not delivered ($why)"
+        [ $spooled -gt 0 ] && summary+="; $spooled spooled in $certhook_spool"
+        [ $rejected -gt 0 ] && summary+="; $rejected refused as malformed, kept in $certhook_spool/rejected"
+        [ $lost -gt 0 ] && summary+="; $lost LOST: cannot write to $certhook_spool"
+        certhook_warn "$summary"
+    fi
+    [ $lock_ok = 1 ] && exec 9>&-
+    return 0
+}
+
+certhook_main() {
+    local confdir=""
+    certhook_hookdir=$(cd "$(dirname "$0")" 2>/dev/null && pwd)
+    # Installed as CONFIG/renewal-hooks/KIND/certhook-KIND.sh: certbot's config dir.
+    if [ "$(basename "$(dirname "$certhook_hookdir")")" = renewal-hooks ]; then
+        confdir=$(dirname "$(dirname "$certhook_hookdir")")
+    fi
+    cd / || true  # so that python3 -m certhook does not import from certbot's cwd
+    local args=(hook "--$CERTHOOK_KIND")
+    [ -n "$confdir" ] && [ "$CERTHOOK_KIND" = post ] && args+=(--config-dir "$confdir")
+    if [ -z "${CERTHOOK_BASH_ONLY:-}" ]; then
+        if command -v certhook >/dev/null 2>&1; then
+            certhook "${args[@]}"
+            return 0
+        fi
+        if command -v python3 >/dev/null 2>&1 && python3 -c 'import certhook.cli' 2>/dev/null; then
+            python3 -m certhook "${args[@]}"
+            return 0
+        fi
+    fi
+    certhook_bash
+}
+
+certhook_main "$@"
+exit 0
