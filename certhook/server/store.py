@@ -1,0 +1,244 @@
+"""The audit server's SQLite database: accounts, submissions, targets, results.
+
+One file, WAL journal, ``synchronous=FULL``: a commit is on disk (the WAL
+is fsynced) before it returns, which is what lets the server answer ``ok``
+only for what survives a crash. Each thread opens its own connection with
+:func:`connect`; the writes of submissions go through one thread (see
+``committer.py``), the auditor and the notifier write their own rows.
+
+API keys are 32 random bytes, shown once, stored as their SHA-256; a key
+is looked up by that hash and the hashes compared with
+``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from certhook.errors import LocalError, UsageError
+
+__all__ = [
+    "Account",
+    "add_account",
+    "authenticate",
+    "connect",
+    "hash_key",
+    "list_accounts",
+    "revoke_account",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    key_hash BLOB NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    revoked REAL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    transport TEXT NOT NULL,
+    peer TEXT,
+    domains TEXT NOT NULL,
+    ports TEXT NOT NULL,
+    protocols TEXT NOT NULL,
+    fingerprint TEXT,
+    lineage TEXT,
+    event TEXT,
+    client TEXT,
+    UNIQUE (account, client_id)
+);
+CREATE TABLE IF NOT EXISTS targets (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_submitted REAL NOT NULL,
+    lineage TEXT,
+    last_event TEXT,
+    expected_fingerprint TEXT,
+    expected_since REAL,
+    next_probe REAL,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    state_since REAL,
+    notified_state TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    notified_days TEXT NOT NULL DEFAULT '',
+    notified_for TEXT,
+    last_probe REAL,
+    status TEXT,
+    reasons TEXT NOT NULL DEFAULT '',
+    days_left INTEGER,
+    not_after REAL,
+    issuer TEXT,
+    served_fingerprint TEXT,
+    deployed INTEGER,
+    address TEXT,
+    UNIQUE (account, domain, port, protocol)
+);
+CREATE INDEX IF NOT EXISTS targets_due ON targets (next_probe);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY,
+    target INTEGER NOT NULL REFERENCES targets (id),
+    time REAL NOT NULL,
+    status TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    days_left INTEGER,
+    not_after REAL,
+    issuer TEXT,
+    fingerprint TEXT,
+    deployed INTEGER,
+    address TEXT,
+    elapsed REAL
+);
+CREATE INDEX IF NOT EXISTS results_target ON results (target, time);
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    sent REAL,
+    failed REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (sent, failed, next_attempt);
+"""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    created: float
+    revoked: float | None
+
+
+def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connection:
+    """A connection to the database at ``path``, schema in place, durable settings on.
+
+    ``isolation_level=None``: transactions are explicit (``BEGIN`` ...
+    ``COMMIT``), so a batch of submissions is exactly one transaction.
+    """
+    db = Path(path)
+    if not create and not db.exists():
+        raise LocalError(f"{db}: no such database (start the server or run 'certhook keys add')")
+    try:
+        if create:
+            db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: in WAL mode, fsync the WAL at every commit (NORMAL would not,
+        # and an acknowledged submission could be lost with the power).
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if create:
+            conn.executescript(SCHEMA)
+        if db.stat().st_mode & 0o077:
+            os.chmod(db, 0o600)  # holds key hashes and SMTP-bound addresses
+    except (sqlite3.Error, OSError) as exc:
+        raise LocalError(f"{db}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def hash_key(key: str) -> bytes:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).digest()
+
+
+def add_account(conn: sqlite3.Connection, name: str) -> str:
+    """Create account ``name`` and return its new key (shown once, never stored)."""
+    if not name or not all(c.isalnum() or c in "._-@" for c in name) or len(name) > 64:
+        raise UsageError(f"bad account name {name!r} (letters, digits, . _ - @)")
+    key = secrets.token_urlsafe(32)  # 32 random bytes
+    try:
+        conn.execute(
+            "INSERT INTO accounts (name, key_hash, created) VALUES (?, ?, ?)",
+            (name, hash_key(key), time.time()),
+        )
+    except sqlite3.IntegrityError:
+        raise UsageError(f"account {name!r} exists (revoke it or pick another name)") from None
+    return key
+
+
+def list_accounts(conn: sqlite3.Connection) -> list[Account]:
+    rows = conn.execute("SELECT name, created, revoked FROM accounts ORDER BY name")
+    return [Account(r[0], r[1], r[2]) for r in rows]
+
+
+def revoke_account(conn: sqlite3.Connection, name: str) -> bool:
+    """Revoke the key of ``name``; False if there is no such active account."""
+    cur = conn.execute(
+        "UPDATE accounts SET revoked = ? WHERE name = ? AND revoked IS NULL", (time.time(), name)
+    )
+    return cur.rowcount > 0
+
+
+def authenticate(conn: sqlite3.Connection, key: str | None, name: str | None = None) -> str | None:
+    """The name of the active account whose key is ``key``, or None.
+
+    With ``name`` (HTTP Basic), the key must also belong to that account.
+    The lookup is by the key's SHA-256, so its timing says nothing about the
+    key; the final comparison is constant-time all the same.
+    """
+    if not key:
+        return None
+    digest = hash_key(key)
+    row = conn.execute(
+        "SELECT name, key_hash FROM accounts WHERE key_hash = ? AND revoked IS NULL", (digest,)
+    ).fetchone()
+    if row is None or not hmac.compare_digest(bytes(row[1]), digest):
+        return None
+    if name is not None and not hmac.compare_digest(name.encode(), str(row[0]).encode()):
+        return None
+    return str(row[0])
+
+
+class KeyCache:
+    """Active key hashes -> account names, reloaded when the database changed.
+
+    For the writer thread, which authenticates every submission:
+    ``PRAGMA data_version`` changes when another connection commits (a
+    ``keys revoke`` from the command line, say), so a revocation takes
+    effect at the next batch.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._version = -1
+        self._keys: dict[bytes, tuple[bytes, str]] = {}
+
+    def refresh(self) -> None:
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            rows = self._conn.execute(
+                "SELECT key_hash, name FROM accounts WHERE revoked IS NULL"
+            ).fetchall()
+            self._keys = {bytes(r[0]): (bytes(r[0]), str(r[1])) for r in rows}
+            self._version = version
+
+    def lookup(self, key: str | None) -> str | None:
+        if not key:
+            return None
+        digest = hash_key(key)
+        found = self._keys.get(digest)
+        if found is None:
+            return None
+        # Found by hash; the comparison of hashes is constant-time all the same.
+        return found[1] if hmac.compare_digest(found[0], digest) else None

@@ -1,0 +1,256 @@
+"""The HTTP side of the audit server, as a WSGI application.
+
+``certhook serve`` runs it on the standard library's wsgiref; any WSGI
+server can run it instead::
+
+    CERTHOOK_CONFIG=/etc/certhook/server.conf gunicorn 'certhook.server.wsgi:make_app()'
+
+Routes: ``POST /api/v1/submissions`` and the KeyChest ``POST
+/api/v1.0/servers/add`` (submissions, acknowledged once durable, like the
+line protocol), ``GET /api/v1/domains`` and ``GET /api/v1/domains/NAME``
+(Bearer key), and the report page ``GET /`` (HTTP Basic: account name and
+key). A key is never taken from a URL: a query naming one is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable
+from urllib.parse import parse_qsl, unquote
+
+from certhook.errors import ParseError
+from certhook.protocol import Request, Response
+from certhook.server import queries, store
+from certhook.server.committer import Committer, GroupCommitter, Job, WaitSink
+from certhook.server.config import ServerConfig, load_config
+
+__all__ = ["application", "make_app"]
+
+StartResponse = Callable[..., Any]
+_HTTP_STATUS = {"syntax": 400, "auth": 401, "limit": 429, "unavailable": 503, "internal": 500}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+            429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+_SECRET_PARAMS = {"apikey", "api_key", "key", "token", "access_token", "password"}
+_WAIT = 30.0
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class AuditApp:
+    """The WSGI callable. ``committer`` is shared with the line listeners when in-process."""
+
+    def __init__(self, config: ServerConfig, committer: Committer | None = None) -> None:
+        self.config = config
+        self._own: GroupCommitter | None = None
+        if committer is None:
+            committer = self._own = GroupCommitter(config.db, config.first_probe_delay)
+        self.committer: Committer = committer
+        self._started = self._own is None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        store.connect(config.db).close()  # fail early on a bad path; create the schema
+
+    def close(self) -> None:
+        if self._own is not None and self._started:
+            self._own.stop()
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = store.connect(self.config.db, create=False)
+        return conn
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/") or "/"
+        try:
+            query = environ.get("QUERY_STRING", "")
+            if any(k.lower() in _SECRET_PARAMS for k, _ in parse_qsl(query, True)):
+                raise _HttpError(400, "syntax", "an API key is never accepted in a URL;"
+                                 " send it in the Authorization header")
+            status, headers, body = self._route(method, path, environ)
+        except _HttpError as exc:
+            status, headers, body = self._json_error(exc)
+        except Exception:  # anything unforeseen: a 500, the server stays up
+            status, headers, body = self._json_error(_HttpError(500, "internal", "server error"))
+        headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+                   ("X-Content-Type-Options", "nosniff"), *headers]
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+        return [body]
+
+    def _route(self, method: str, path: str, environ: dict[str, Any]
+               ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path == "/api/v1/submissions":
+            self._allow(method, "POST")
+            return self._submit(environ, keychest=False)
+        if path == "/api/v1.0/servers/add":
+            self._allow(method, "POST")
+            return self._submit(environ, keychest=True)
+        if path == "/api/v1/domains" or path.startswith("/api/v1/domains/"):
+            self._allow(method, "GET")
+            account = self._bearer(environ)
+            conn = self._conn()
+            if path == "/api/v1/domains":
+                data: Any = {"ok": True, "account": account, "domains": [
+                    queries.target_json(r) for r in queries.account_targets(conn, account)]}
+            else:
+                domain = unquote(path[len("/api/v1/domains/"):]).lower().rstrip(".")
+                history = queries.domain_history(conn, account, domain)
+                if not history:
+                    raise _HttpError(404, "syntax", f"no target {domain[:100]!r} in this account")
+                data = {"ok": True, "domain": domain, "targets": history}
+            return 200, [("Content-Type", "application/json")], _dumps(data)
+        if path in ("/", "/index.html"):
+            self._allow(method, "GET")
+            return self._report(environ)
+        if path == "/healthz":
+            ok = self.committer.healthy
+            return (200 if ok else 503), [("Content-Type", "text/plain")], (
+                b"ok\n" if ok else b"unavailable\n")
+        raise _HttpError(404, "syntax", "no such resource")
+
+    @staticmethod
+    def _allow(method: str, allowed: str) -> None:
+        if method != allowed:
+            raise _HttpError(405, "syntax", f"use {allowed}")
+
+    def _bearer(self, environ: dict[str, Any]) -> str:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise _HttpError(401, "auth", "missing API key (Authorization: Bearer KEY)")
+        account = store.authenticate(self._conn(), key.strip())
+        if account is None:
+            raise _HttpError(401, "auth", "unknown or revoked API key")
+        return account
+
+    def _read_json(self, environ: dict[str, Any]) -> Any:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "-1")
+        except ValueError:
+            raise _HttpError(400, "syntax", "bad Content-Length") from None
+        if length > self.config.max_body:
+            raise _HttpError(413, "syntax", f"body over {self.config.max_body} bytes")
+        if length < 0:
+            raise _HttpError(411, "syntax", "Content-Length required")
+        data = environ["wsgi.input"].read(length)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise _HttpError(400, "syntax", "body is not JSON") from None
+
+    def _submit(self, environ: dict[str, Any], keychest: bool
+                ) -> tuple[int, list[tuple[str, str]], bytes]:
+        body = self._read_json(environ)
+        source = str(environ.get("REMOTE_ADDR", "http"))
+        if keychest:
+            if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
+                return _keychest(401, "api_key missing")
+            key = body["api_key"]
+            body = {k: v for k, v in body.items() if k != "api_key"}
+        else:
+            header = environ.get("HTTP_AUTHORIZATION", "")
+            scheme, _, key = header.partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                raise _HttpError(401, "auth", "missing API key (Authorization: Bearer KEY)")
+            key = key.strip()
+        try:
+            request = Request.from_json(body, key, source)
+        except ParseError as exc:
+            if keychest:
+                return _keychest(400, exc.reason)
+            raise _HttpError(400, "syntax", exc.reason) from None
+        response = self._commit(request, source)
+        if keychest:
+            if response.ok:
+                return 200, [("Content-Type", "application/json")], _dumps({"status": "success"})
+            return _keychest(_HTTP_STATUS.get(response.code or "", 500), response.text)
+        if not response.ok:
+            code = response.code or "internal"
+            raise _HttpError(_HTTP_STATUS.get(code, 500), code, response.text)
+        data = {"ok": True, "id": response.get("id"), "domains": int(response.get("domains") or 0)}
+        return 200, [("Content-Type", "application/json")], _dumps(data)
+
+    def _commit(self, request: Request, source: str) -> Response:
+        with self._lock:
+            if not self._started and self._own is not None:
+                self._own.start()
+                self._started = True
+        sink = WaitSink()
+        job = Job(request, "http", source, sink)
+        self.committer.submit(job)
+        if not sink.wait(_WAIT) or job.response is None:
+            return Response.error("unavailable", "the database did not answer in time")
+        return job.response
+
+    def _report(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        from certhook.server import report
+
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, value = header.partition(" ")
+        account = None
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode()
+                name, _, key = decoded.partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                name, key = "", ""
+            account = store.authenticate(self._conn(), key, name) if name else None
+        if account is None:
+            return 401, [("Content-Type", "text/plain; charset=utf-8"),
+                         ("WWW-Authenticate", 'Basic realm="certhook", charset="UTF-8"')], (
+                b"Log in with your account name and API key.\n")
+        html = report.render_page(self._conn(), account)
+        return 200, [("Content-Type", "text/html; charset=utf-8"),
+                     ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+                     ], html.encode("utf-8")
+
+    @staticmethod
+    def _json_error(exc: _HttpError) -> tuple[int, list[tuple[str, str]], bytes]:
+        body = _dumps({"ok": False, "error": exc.code, "message": exc.message})
+        headers = [("Content-Type", "application/json")]
+        if exc.status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="certhook"'))
+        return exc.status, headers, body
+
+
+def _keychest(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    data = {"status": "error", "message": message}
+    return status, [("Content-Type", "application/json")], _dumps(data)
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def make_app(config: ServerConfig | None = None,
+             committer: Committer | None = None) -> AuditApp:
+    """The WSGI application; without a config, from ``$CERTHOOK_CONFIG`` and ``$CERTHOOK_DB``."""
+    if config is None:
+        config = load_config(os.environ.get("CERTHOOK_CONFIG") or None)
+        config = config.with_overrides(db=os.environ.get("CERTHOOK_DB") or None)
+    return AuditApp(config, committer)
+
+
+_default: AuditApp | None = None
+_default_lock = threading.Lock()
+
+
+def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """A module-level WSGI callable (``certhook.server.wsgi:application``), built on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = make_app()
+    return _default(environ, start_response)

@@ -1,0 +1,383 @@
+"""Helpers for the audit-server tests: servers on loopback, clients, fakes.
+
+Everything listens on 127.0.0.1 (or ::1) with ephemeral ports. Nothing
+here resolves a real name: :func:`resolve_names` replaces
+``socket.getaddrinfo`` so test names map to loopback and any other name
+fails loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from certhook.server import store
+from certhook.server.config import ServerConfig
+from certhook.server.runner import AuditServer
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def new_db(tmp_path: Path, *accounts: str) -> tuple[str, dict[str, str]]:
+    """A fresh database with the given accounts; returns its path and their keys."""
+    db = str(tmp_path / "certhook.db")
+    conn = store.connect(db)
+    keys = {name: store.add_account(conn, name) for name in accounts}
+    conn.close()
+    return db, keys
+
+
+def config(db: str, **changes: Any) -> ServerConfig:
+    """A config on ephemeral loopback ports, no TLS listener, fast timers."""
+    base = ServerConfig(db=db, line_listen=("127.0.0.1", 0), http_listen=("127.0.0.1", 0),
+                        retry_interval=0.2, probe_timeout=3.0)
+    return replace(base, **changes)
+
+
+@contextlib.contextmanager
+def running(cfg: ServerConfig, probe_fn: Any = None, audit: bool = True
+            ) -> Iterator[AuditServer]:
+    server = AuditServer(cfg, probe_fn=probe_fn, audit=audit).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class LineClient:
+    """A blocking line-protocol client on one connection."""
+
+    def __init__(self, address: tuple[str, int], context: ssl.SSLContext | None = None,
+                 timeout: float = 10.0) -> None:
+        sock = socket.create_connection(address, timeout=timeout)
+        self.sock: socket.socket = (
+            context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
+        )
+        self._buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\n" not in self._buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed; pending {self._buf!r}")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.rstrip(b"\r")
+
+    def ask(self, data: bytes) -> bytes:
+        self.send(data if data.endswith(b"\n") else data + b"\r\n")
+        return self.line()
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def add_line(key: str, *domains: str, **fields: Any) -> bytes:
+    words = ["command", "add"]
+    for d in domains:
+        words += ["domain", d]
+    for name, value in fields.items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            words += [name, str(item)]
+    words += ["apikey", key]
+    return " ".join(words).encode() + b"\r\n"
+
+
+def http(method: str, url: str, body: Any = None, key: str | None = None,
+         basic: tuple[str, str] | None = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTP request; returns (status, parsed JSON or text)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    if basic is not None:
+        token = base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=15) as response:
+            status, text = response.status, response.read().decode()
+            ctype = response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+        ctype = exc.headers.get("Content-Type", "")
+    return status, (json.loads(text) if "json" in ctype else text)
+
+
+def targets(db: str, account: str | None = None) -> list[dict[str, Any]]:
+    conn = store.connect(db, create=False)
+    try:
+        sql = "SELECT * FROM targets" + (" WHERE account = ?" if account else "")
+        return [dict(r) for r in conn.execute(sql, (account,) if account else ())]
+    finally:
+        conn.close()
+
+
+def count(db: str, sql: str, *args: Any) -> int:
+    conn = store.connect(db, create=False)
+    try:
+        return int(conn.execute(sql, args).fetchone()[0])
+    finally:
+        conn.close()
+
+
+# -- fakes and receivers -----------------------------------------------------------------
+
+
+@dataclass
+class FakeProbe:
+    """A probe stand-in: answers from ``results`` (host -> callable or result), records calls."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    calls: list[tuple[str, int, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, target: Any, options: Any) -> Any:
+        with self.lock:
+            self.calls.append((target.host, target.port, target.protocol))
+        answer = self.results.get(target.host, fake_result())
+        return answer() if callable(answer) else answer
+
+
+def fake_leaf(fingerprint: str = "aa" * 32, days: float = 60.0, issuer: str = "Test CA"
+              ) -> SimpleNamespace:
+    not_after = datetime.now(timezone.utc) + timedelta(days=days, hours=1)
+    return SimpleNamespace(fingerprint_sha256=fingerprint, issuer_cn=issuer,
+                           issuer=f"CN={issuer}", not_valid_after_utc=not_after)
+
+
+def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60,
+                reasons: tuple[str, ...] = (), error: str | None = None,
+                connected: bool = True) -> SimpleNamespace:
+    leaf = fake_leaf(fingerprint, days) if connected else None
+    return SimpleNamespace(
+        status=status, reasons=reasons, error=error, leaf=leaf,
+        days_left=days if connected else None,
+        not_after=leaf.not_valid_after_utc if leaf else None,
+        address="192.0.2.1" if connected else None, elapsed=0.01,
+    )
+
+
+class CountingListener:
+    """A TCP listener that only counts (and closes) the connections it accepts."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(50)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class TlsEndpoint:
+    """A TLS server on loopback serving a chain loaded once (so it keeps serving it).
+
+    With ``fullchain`` and ``privkey`` paths, the chain is loaded at the
+    first connection that finds both files (certbot writes them before its
+    deploy hook runs) and never reloaded: after a renewal it serves the old
+    certificate, as a server nobody restarted would.
+    """
+
+    def __init__(self, fullchain: Path | None = None, privkey: Path | None = None) -> None:
+        self._paths = (fullchain, privkey)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(20)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.context: ssl.SSLContext | None = None
+        self.handshakes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def load(self, fullchain: Path, privkey: Path) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(fullchain), str(privkey))
+        self.context = context
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            fullchain, privkey = self._paths
+            if self.context is None and fullchain and privkey and fullchain.exists():
+                self.load(fullchain, privkey)
+            context = self.context
+            if context is None:
+                conn.close()
+                continue
+            conn.settimeout(5)
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    self.handshakes += 1
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class WebhookReceiver:
+    """An HTTP server on loopback collecting the JSON bodies POSTed to it."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        received: list[Any] = []
+        failures = [fail_first]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if failures[0] > 0:
+                    failures[0] -= 1
+                    self.send_response(503)
+                else:
+                    received.append(json.loads(body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpServer:
+    """aiosmtpd on loopback with STARTTLS (a trustme CA) and AUTH; collects messages."""
+
+    USER, PASSWORD = "certhook", "s3cret"
+
+    def __init__(self, tmp_path: Path) -> None:
+        import trustme
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = str(tmp_path / "smtp-ca.pem")
+        ca.cert_pem.write_to_path(self.ca_file)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        leaf.configure_cert(context)
+        self.messages: list[Any] = []
+        messages = self.messages
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                messages.append(envelope)
+                return "250 OK"
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                          auth_data: Any) -> Any:
+            ok = (isinstance(auth_data, LoginPassword)
+                  and auth_data.login == SmtpServer.USER.encode()
+                  and auth_data.password == SmtpServer.PASSWORD.encode())
+            return AuthResult(success=ok, handled=False)
+
+        with socket.socket() as probe_port:
+            probe_port.bind(("127.0.0.1", 0))
+            self.port = probe_port.getsockname()[1]
+        self.controller = Controller(
+            Handler(), hostname="127.0.0.1", port=self.port, tls_context=context,
+            require_starttls=True, authenticator=authenticator, auth_required=True,
+        )
+        self.controller.start()
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def resolve_names(monkeypatch: Any, names: dict[str, str]) -> list[str]:
+    """Make ``socket.getaddrinfo`` map ``names`` to addresses; any other name fails.
+
+    IP literals pass through (they resolve without DNS). Returns the list of
+    names looked up, in order.
+    """
+    real = socket.getaddrinfo
+    looked: list[str] = []
+
+    def fake(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
+             flags: int = 0) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        looked.append(name)
+        if name in names:
+            return real(names[name], port, family, type, proto,
+                        flags | socket.AI_NUMERICHOST)
+        try:
+            return real(name, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            raise socket.gaierror(socket.EAI_NONAME, f"test resolver: no {name}") from None
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return looked
+

@@ -1,0 +1,169 @@
+"""The auditor: state per target, the fingerprint check, the schedule, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_helpers import (
+    FakeProbe,
+    LineClient,
+    add_line,
+    config,
+    count,
+    fake_result,
+    new_db,
+    running,
+    targets,
+    wait_until,
+)
+
+from certhook.server.evaluate import TargetState, evaluate
+
+NOW = 1_800_000_000.0
+OK = fake_result("ok", fingerprint="aa" * 32, days=60)
+BAD = fake_result("unknown", error="connection refused by 192.0.2.1", connected=False)
+
+
+def _run(results: list[Any], start: TargetState | None = None, **kw: Any
+         ) -> tuple[TargetState, list[list[dict[str, Any]]], list[str]]:
+    state = start or TargetState()
+    notices, states = [], []
+    for i, result in enumerate(results):
+        ev = evaluate(state, result, NOW + i, **kw)
+        notices.append(ev.notices)
+        states.append(ev.state)
+        state = TargetState(ev.state, ev.failures, ev.notified_state, ev.notified_days,
+                            ev.notified_for, state.expected_fingerprint, state.expected_since)
+    return state, notices, states
+
+
+def test_first_ok_is_silent_and_one_failure_is_not_an_outage() -> None:
+    _, notices, states = _run([OK, BAD, OK, BAD, BAD, BAD, OK])
+    assert states == ["ok", "ok", "ok", "ok", "unknown", "unknown", "ok"]
+    kinds = [[n["kind"] for n in ns] for ns in notices]
+    assert kinds == [[], [], [], [], ["problem"], [], ["recovery"]]
+    assert notices[4][0]["previous"] == "ok" and notices[6][0]["previous"] == "unknown"
+
+
+def test_threshold_one_and_escalation() -> None:
+    warn = fake_result("warning", days=15, reasons=("expires in 15 days",))
+    crit = fake_result("critical", days=5, reasons=("expires in 5 days",))
+    _, notices, states = _run([OK, warn, crit], threshold=1, expiry_notices=())
+    assert states == ["ok", "warning", "critical"]
+    assert [n[0]["state"] for n in notices[1:]] == ["warning", "critical"]
+
+
+def test_not_deployed_after_grace_only() -> None:
+    expected = "bb" * 32
+    start = TargetState(expected_fingerprint=expected, expected_since=NOW - 10)
+    within = evaluate(start, OK, NOW, grace=3600)
+    assert within.status == "ok" and within.deployed is False and not within.not_deployed
+    assert within.recheck_at == NOW - 10 + 3600
+    after = evaluate(start, OK, NOW, grace=5, threshold=1)
+    assert after.status == "critical" and after.not_deployed and after.deployed is False
+    assert after.reasons[0].startswith("renewed but not deployed")
+    assert after.notices[0]["kind"] == "not-deployed"
+    live = evaluate(start, fake_result("ok", fingerprint=expected), NOW, grace=5)
+    assert live.status == "ok" and live.deployed is True
+
+
+def test_failed_renewal_event_is_a_warning() -> None:
+    ev = evaluate(TargetState(last_event="failed"), OK, NOW, threshold=1)
+    assert ev.status == "warning" and "certbot reported a failed renewal" in ev.reasons
+    assert evaluate(TargetState(last_event="deployed"), OK, NOW).status == "ok"
+
+
+def test_expiry_notices_once_per_threshold_and_per_certificate() -> None:
+    results = [fake_result("ok", days=d) for d in (30, 20, 19, 6, 6, 0)]
+    state, notices, _ = _run(results, threshold=5)
+    expiry = [[n["threshold"] for n in ns if n["kind"] == "expiry"] for ns in notices]
+    assert expiry == [[], [21], [], [7], [], [1]]
+    assert state.notified_days == frozenset({21, 7, 1})
+    # a renewed certificate (another fingerprint) starts over
+    renewed = fake_result("ok", fingerprint="cc" * 32, days=5)
+    ev = evaluate(state, renewed, NOW, threshold=5)
+    assert [n["threshold"] for n in ev.notices if n["kind"] == "expiry"] == [7]
+
+
+def test_submission_is_probed_soon_then_on_interval(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    probe = FakeProbe()
+    cfg = config(db, interval=3600.0, jitter=0.1)
+    with running(cfg, probe_fn=probe) as srv:
+        assert srv.line_address
+        client = LineClient(srv.line_address)
+        started = time.time()
+        assert client.ask(add_line(keys["alice"], "a.example", port=[443, 25])).startswith(b"ok")
+        wait_until(lambda: len(probe.calls) >= 2, what="two probes")
+        assert time.time() - started < 5
+        assert sorted(probe.calls) == [("a.example", 25, "smtp"), ("a.example", 443, "tls")]
+        wait_until(lambda: all(t["last_probe"] for t in targets(db)), what="stored results")
+        for t in targets(db):
+            assert t["state"] == "ok" and t["days_left"] == 60
+            assert 3600 * 0.9 - 5 <= t["next_probe"] - t["last_probe"] <= 3600 * 1.1 + 5
+        time.sleep(0.5)
+        assert len(probe.calls) == 2  # not again before the interval
+
+
+def test_concurrency_is_bounded_and_listeners_stay_responsive(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    running_now, peak = [0], [0]
+    lock = threading.Lock()
+
+    def slow(target: Any, options: Any) -> Any:
+        with lock:
+            running_now[0] += 1
+            peak[0] = max(peak[0], running_now[0])
+        time.sleep(0.5)
+        with lock:
+            running_now[0] -= 1
+        return fake_result("ok")
+
+    with running(config(db, concurrency=3), probe_fn=slow) as srv:
+        assert srv.line_address
+        client = LineClient(srv.line_address)
+        domains = [f"d{i}.example" for i in range(12)]
+        assert client.ask(add_line(keys["alice"], *domains)).startswith(b"ok")
+        time.sleep(0.3)
+        for _ in range(5):  # answered at once while every probe thread is busy
+            started = time.monotonic()
+            assert client.ask(add_line(keys["alice"], "more.example")).startswith(b"ok")
+            assert time.monotonic() - started < 0.5
+        wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL")
+                   == 0, what="all probed")
+    assert peak[0] == 3
+
+
+def test_failures_trigger_retry_and_state_change(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    probe = FakeProbe({"flaky.example": OK})
+    with running(config(db, retry_interval=0.1, interval=0.3, jitter=0.0), probe_fn=probe
+                 ) as srv:
+        assert srv.line_address
+        LineClient(srv.line_address).ask(add_line(keys["alice"], "flaky.example"))
+        wait_until(lambda: targets(db)[0]["state"] == "ok", what="ok")
+        probe.results["flaky.example"] = BAD
+        wait_until(lambda: targets(db)[0]["state"] == "unknown", what="unknown")
+        row = targets(db)[0]
+        assert row["failures"] >= 2 and "connection refused" in row["reasons"]
+        probe.results["flaky.example"] = OK
+        wait_until(lambda: targets(db)[0]["state"] == "ok", what="recovery")
+    kinds = count(db, "SELECT count(*) FROM results WHERE status = 'unknown'")
+    assert kinds >= 2
+
+
+@pytest.mark.parametrize("domain", ["*.example.org"])
+def test_wildcards_are_stored_not_probed(tmp_path: Path, domain: str) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    probe = FakeProbe()
+    with running(config(db), probe_fn=probe) as srv:
+        assert srv.line_address
+        LineClient(srv.line_address).ask(add_line(keys["alice"], domain, "x.example.org"))
+        wait_until(lambda: probe.calls, what="a probe")
+        time.sleep(0.3)
+    assert probe.calls == [("x.example.org", 443, "tls")]
+    assert {t["domain"] for t in targets(db)} == {domain, "x.example.org"}

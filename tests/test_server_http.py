@@ -1,0 +1,173 @@
+"""The HTTP API and report page (wsgiref in-process, and under gunicorn)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from acmeenv import free_port, wait_for_port
+from server_helpers import FakeProbe, config, count, fake_result, http, new_db, running, wait_until
+
+from certhook.server.runner import AuditServer
+
+Server = tuple[AuditServer, str, dict[str, str], str]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    db, keys = new_db(tmp_path, "alice", "bob")
+    probe = FakeProbe({"good.example": fake_result("ok", days=42)})
+    with running(config(db, line_listen=None), probe_fn=probe) as srv:
+        assert srv.http_address
+        yield srv, db, keys, f"http://127.0.0.1:{srv.http_address[1]}"
+
+
+def test_submit_list_history(server: Server) -> None:
+    _srv, db, keys, base = server
+    body = {"domains": ["good.example", "Other.Example."], "ports": [443], "id": "h1",
+            "fingerprint": "aa" * 32, "event": "deployed", "client": "test/1"}
+    assert http("POST", f"{base}/api/v1/submissions", body, keys["alice"]) == (
+        200, {"ok": True, "id": "h1", "domains": 2})
+    # a retry with the same id is acknowledged, not stored twice
+    assert http("POST", f"{base}/api/v1/submissions", body, keys["alice"])[0] == 200
+    assert count(db, "SELECT count(*) FROM submissions") == 1
+    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NOT NULL"
+                                 " AND domain = 'good.example'"), what="a probe")
+    status, data = http("GET", f"{base}/api/v1/domains", key=keys["alice"])
+    assert status == 200 and data["account"] == "alice"
+    good = next(d for d in data["domains"] if d["domain"] == "good.example")
+    assert good["days_left"] == 42 and good["deployed"] is True and good["port"] == 443
+    assert {d["domain"] for d in data["domains"]} == {"good.example", "other.example"}
+    status, hist = http("GET", f"{base}/api/v1/domains/good.example", key=keys["alice"])
+    assert status == 200 and hist["targets"][0]["history"][0]["days_left"] == 42
+    # bob sees none of alice's targets
+    status, data = http("GET", f"{base}/api/v1/domains", key=keys["bob"])
+    assert status == 200 and data["domains"] == []
+    assert http("GET", f"{base}/api/v1/domains/good.example", key=keys["bob"])[0] == 404
+
+
+def test_keychest_endpoint(server: Server) -> None:
+    _, db, keys, base = server
+    url = f"{base}/api/v1.0/servers/add"
+    assert http("POST", url, {"api_key": keys["alice"], "domain": "kc.example"}) == (
+        200, {"status": "success"})
+    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'kc.example'") == 1
+    status, data = http("POST", url, {"api_key": "wrong", "domain": "kc.example"})
+    assert status == 401 and data["status"] == "error"
+    status, data = http("POST", url, {"api_key": keys["alice"], "domain": "bad domain"})
+    assert status == 400 and data["status"] == "error"
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
+    ("POST", "/api/v1/submissions", {"raw": b"{not json"}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"raw": b"\xff\xfe\x00"}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"raw": b"[" * 100000 + b"]" * 100000}, 413, "syntax"),
+    ("POST", "/api/v1/submissions", {"raw": b"[" * 30000 + b"]" * 30000}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"body": ["a.example"]}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"body": {"domains": "a.example"}}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"body": {"domains": ["a b"]}}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"body": {"ports": [1]}}, 400, "syntax"),
+    ("POST", "/api/v1/submissions", {"body": {"domain": "a.example"}, "key": None}, 401, "auth"),
+    ("POST", "/api/v1/submissions", {"body": {"domain": "a.example"}, "key": "x"}, 401, "auth"),
+    ("GET", "/api/v1/domains", {"key": "wrong"}, 401, "auth"),
+    ("GET", "/api/v1/domains", {"key": None}, 401, "auth"),
+    ("GET", "/api/v1/domains?apikey=KEY", {}, 400, "syntax"),
+    ("POST", "/api/v1/submissions?api_key=KEY", {"body": {"domain": "a.example"}}, 400, "syntax"),
+    ("GET", "/api/v1/submissions", {}, 405, "syntax"),
+    ("GET", "/nowhere", {}, 404, "syntax"),
+])
+def test_bad_requests(server: Server, method: str, path: str, kwargs: dict[str, object],
+                      status: int, code: str) -> None:
+    _, db, keys, base = server
+    args = dict(kwargs)
+    key = args.pop("key", keys["alice"])
+    got, data = http(method, base + path, key=key, **args)  # type: ignore[arg-type]
+    assert got == status and data["ok"] is False and data["error"] == code
+    assert count(db, "SELECT count(*) FROM submissions") == 0
+    # and the server still serves everyone else
+    assert http("POST", f"{base}/api/v1/submissions", {"domain": "z.example"}, keys["alice"]
+                )[0] == 200
+
+
+def test_truncated_body_does_not_hang_the_server(server: Server) -> None:
+    _, _, keys, base = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"POST /api/v1/submissions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+                  b"Authorization: Bearer " + keys["alice"].encode() + b"\r\n\r\n{\"dom")
+        # the half request sits there; others are served meanwhile
+        assert http("POST", f"{base}/api/v1/submissions", {"domain": "y.example"},
+                    keys["alice"])[0] == 200
+
+
+def test_report_page_requires_login_and_escapes(server: Server) -> None:
+    _srv, db, keys, base = server
+    status, _ = http("GET", base + "/")
+    assert status == 401
+    assert http("GET", base + "/", basic=("alice", "wrong"))[0] == 401
+    assert http("GET", base + "/", basic=("bob", keys["alice"]))[0] == 401
+    http("POST", f"{base}/api/v1/submissions", {"domain": "good.example"}, keys["alice"])
+    conn_reason = "<script>alert(1)</script>"  # as if a remote name carried it
+    wait_until(lambda: count(db, "SELECT count(*) FROM results"), what="a result")
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE targets SET reasons = ?, issuer = ?", (conn_reason, "<b>CA</b>"))
+    raw.commit()
+    status, page = http("GET", base + "/", basic=("alice", keys["alice"]))
+    assert status == 200 and "good.example" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;CA" in page
+    assert "<svg" in page and "<circle" in page
+    assert http("GET", base + "/", basic=("bob", keys["bob"]))[1].count("good.example") == 0
+
+
+def test_under_gunicorn(tmp_path: Path) -> None:
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if gunicorn is None:
+        pytest.skip("gunicorn is not installed in the test venv")
+    db, keys = new_db(tmp_path, "alice")
+    port = free_port()
+    env = {**os.environ, "CERTHOOK_DB": db}
+    proc = subprocess.Popen(
+        [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+         "certhook.server.wsgi:make_app()"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, 30)
+        base = f"http://127.0.0.1:{port}"
+        for i in range(10):
+            assert http("POST", f"{base}/api/v1/submissions",
+                        {"domain": f"g{i}.example", "id": f"g{i}"}, keys["alice"]) == (
+                200, {"ok": True, "id": f"g{i}", "domains": 1})
+        status, data = http("GET", f"{base}/api/v1/domains", key=keys["alice"])
+        assert status == 200 and len(data["domains"]) == 10
+        assert http("GET", f"{base}/api/v1/domains?apikey=x")[0] == 400
+        assert http("GET", base + "/", basic=("alice", keys["alice"]))[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert count(db, "SELECT count(*) FROM submissions") == 10
+
+
+def test_junk_on_the_http_port(server: Server) -> None:
+    _, _, keys, base = server
+    port = int(base.rsplit(":", 1)[1])
+    for junk in (b"\x00\xff" * 600 + b"\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                 b"POST /api/v1/submissions HTTP/1.1\r\nContent-Length: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(junk)
+            answer = b""
+            while len(answer) < 100000:  # an error page (HTTP/0.9 style for a garbled line)
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            assert b" 200 " not in answer and (b"400" in answer or b"414" in answer), answer
+    assert http("POST", f"{base}/api/v1/submissions", {"domain": "z.example"}, keys["alice"]
+                )[0] == 200

@@ -1,0 +1,254 @@
+"""The line listeners, plain and TLS: the protocol, bad input, many clients, limits."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trustme
+from server_helpers import LineClient, add_line, config, count, new_db, running, wait_until
+
+from certhook.protocol import parse_response
+from certhook.server.runner import AuditServer
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[str, str, ssl.SSLContext]:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "srv.pem", tmp_path / "srv.key"
+    leaf.private_key_pem.write_to_path(str(key))
+    with open(cert, "wb") as f:
+        for pem in leaf.cert_chain_pems:
+            f.write(pem.bytes())
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return str(cert), str(key), client
+
+
+@pytest.fixture
+def server(tmp_path: Path, tls_files: tuple[str, str, ssl.SSLContext]
+           ) -> Iterator[tuple[AuditServer, str, dict[str, str]]]:
+    db, keys = new_db(tmp_path, "alice")
+    cert, key, _ = tls_files
+    cfg = config(db, tls_listen=("127.0.0.1", 0), tls_cert=cert, tls_key=key,
+                 idle_timeout=2.0, max_connections=5000, max_connections_per_address=5000)
+    with running(cfg, audit=False) as srv:
+        yield srv, db, keys
+
+
+def _clients(srv: AuditServer, tls_files: tuple[str, str, ssl.SSLContext]
+             ) -> list[tuple[str, LineClient]]:
+    assert srv.line_address and srv.tls_address
+    return [("plain", LineClient(srv.line_address)),
+            ("tls", LineClient(srv.tls_address, tls_files[2]))]
+
+
+def test_keychest_form_and_full_request(server: tuple[AuditServer, str, dict[str, str]],
+                                        tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    srv, db, keys = server
+    for name, client in _clients(srv, tls_files):
+        key = keys["alice"]
+        assert client.ask(f"command add domain {name}.example.org apikey {key}".encode()
+                          ).startswith(b"ok id ")
+        full = (f"command add domain www.{name}.example domain {name}.example port 443 port 25"
+                f" protocol tls protocol smtp fingerprint {'3b' * 32} lineage x event deployed"
+                f" id {name}-7f3a client certhook/0.1.0 apikey {key}")
+        assert client.ask(full.encode()) == f"ok id {name}-7f3a domains 2".encode()
+        assert client.ask(b"command ping") == b"ok pong"
+        assert client.ask(f"command ping apikey {key}".encode()) == b"ok pong"
+        assert client.ask(b"command ping apikey wrong") == b"error auth unknown or revoked API key"
+        client.close()
+    assert count(db, "SELECT count(*) FROM submissions") == 4
+    rows = count(db, "SELECT count(*) FROM targets WHERE domain = 'www.tls.example'")
+    assert rows == 2  # ports 443/tls and 25/smtp
+
+
+def test_bash_dev_tcp_client(server: tuple[AuditServer, str, dict[str, str]]) -> None:
+    srv, db, keys = server
+    assert srv.line_address
+    host, port = srv.line_address
+    script = (f"exec 3<>/dev/tcp/{host}/{port}\n"
+              f'echo -e "command add domain example.org apikey {keys["alice"]}" >&3\n'
+              "dd bs=1000 count=1 <&3 2>/dev/null\n")
+    out = subprocess.run(["bash", "-c", script], capture_output=True, timeout=20, check=True)
+    assert out.stdout.startswith(b"ok id ") and out.stdout.endswith(b" domains 1\r\n")
+    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'example.org'") == 1
+
+
+BAD = [
+    (b"x" * 1200 + b"\n", b"error syntax line over 1000 bytes"),
+    (b"\x00\xff\xfe binary \x01\x02\n", b"error syntax"),
+    ("command add domain caf\u00e9.example apikey k\n".encode("latin-1"), b"error syntax"),
+    (b"command add domain \xc3\x28.example apikey k\n", b"error syntax"),  # invalid UTF-8
+    (b"command fly domain a.example\n", b"error syntax unknown verb"),
+    (b"command add apikey k\n", b"error syntax add needs at least one domain"),
+    (b"command add domain a.example\n", b"error auth missing API key"),
+    (b"command add domain a.example apikey nope\n", b"error auth"),
+    (b"\r\n", b"error syntax"),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), BAD)
+def test_bad_input_gets_an_error_and_the_connection_goes_on(
+    server: tuple[AuditServer, str, dict[str, str]],
+    tls_files: tuple[str, str, ssl.SSLContext], data: bytes, expected: bytes,
+) -> None:
+    srv, _, keys = server
+    for _, client in _clients(srv, tls_files):
+        assert client.ask(data).startswith(expected)
+        parse_response(expected + b"\r\n")
+        ok = client.ask(add_line(keys["alice"], "after.example"))
+        assert ok.startswith(b"ok id "), ok
+        client.close()
+
+
+def test_byte_at_a_time_and_pipelined(server: tuple[AuditServer, str, dict[str, str]],
+                                      tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    srv, db, keys = server
+    for name, client in _clients(srv, tls_files):
+        line = add_line(keys["alice"], f"slow.{name}.example", id=f"slow-{name}")
+        for byte in line:
+            client.send(bytes([byte]))
+            time.sleep(0.001)
+        assert client.line() == f"ok id slow-{name} domains 1".encode()
+        # pipelined: many requests in one write, answered in order
+        batch = b"".join(add_line(keys["alice"], f"p{i}.example", id=f"{name}-p{i}")
+                         for i in range(100))
+        batch += b"x" * 1500 + b"\n" + b"command ping\n"
+        client.send(batch)
+        answers = [client.line() for _ in range(102)]
+        assert answers[:100] == [f"ok id {name}-p{i} domains 1".encode() for i in range(100)]
+        assert answers[100] == b"error syntax line over 1000 bytes"
+        assert answers[101] == b"ok pong"
+        client.close()
+    assert count(db, "SELECT count(*) FROM submissions") == 202
+
+
+def test_half_line_then_close_and_half_close(server: tuple[AuditServer, str, dict[str, str]]
+                                             ) -> None:
+    srv, db, keys = server
+    assert srv.line_address
+    half = LineClient(srv.line_address)
+    half.send(add_line(keys["alice"], "half.example")[:30])
+    half.close()
+    # a client that shuts its write side still gets its answers
+    client = LineClient(srv.line_address)
+    client.send(add_line(keys["alice"], "shut.example", id="shut"))
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.line() == b"ok id shut domains 1"
+    assert client.closed_by_peer()
+    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'half.example'") == 0
+
+
+def test_idle_and_stuck_connections_are_closed(server: tuple[AuditServer, str, dict[str, str]]
+                                               ) -> None:
+    srv, _, keys = server
+    assert srv.line_address
+    idle = LineClient(srv.line_address)
+    stuck = LineClient(srv.line_address)
+    start = time.monotonic()
+    stuck_closed = False
+    for _ in range(8):  # a byte now and then, never a whole line (slowloris)
+        try:
+            stuck.send(b"c")
+        except OSError:  # closed by the server already
+            stuck_closed = True
+            break
+        time.sleep(0.4)
+    assert idle.closed_by_peer(5)
+    assert stuck_closed or stuck.closed_by_peer(5)
+    assert time.monotonic() - start < 8
+    fresh = LineClient(srv.line_address)
+    assert fresh.ask(add_line(keys["alice"], "fresh.example")).startswith(b"ok")
+
+
+def test_thousands_of_idle_connections(server: tuple[AuditServer, str, dict[str, str]],
+                                       tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    srv, _db, keys = server
+    assert srv.line_address
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 5000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    srv.line.idle_timeout = 60  # type: ignore[union-attr]
+    idle = [socket.create_connection(srv.line_address) for _ in range(2000)]
+    try:
+        wait_until(lambda: len(srv.line.connections) >= 2000,  # type: ignore[union-attr]
+                   what="2000 connections")
+        for _, client in _clients(srv, tls_files):
+            started = time.monotonic()
+            assert client.ask(add_line(keys["alice"], "busy.example")).startswith(b"ok")
+            assert time.monotonic() - started < 2
+            client.close()
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: len(srv.line.connections) == 0,  # type: ignore[union-attr]
+               what="connections to close")
+
+
+def test_connection_limit(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    cfg = replace(config(db), max_connections=10, max_connections_per_address=10)
+    with running(cfg, audit=False) as srv:
+        assert srv.line_address
+        held = [LineClient(srv.line_address) for _ in range(10)]
+        for c in held:  # all ten are admitted and served
+            assert c.ask(b"command ping") == b"ok pong"
+        extra = LineClient(srv.line_address)
+        assert extra.line() == b"error limit too many connections"
+        assert extra.closed_by_peer()
+        held[0].close()
+        wait_until(lambda: len(srv.line.connections) == 9)  # type: ignore[union-attr]
+        again = LineClient(srv.line_address)
+        assert again.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+
+
+def test_client_that_never_reads_does_not_stall_others(
+    server: tuple[AuditServer, str, dict[str, str]]
+) -> None:
+    srv, _, keys = server
+    assert srv.line_address
+    srv.line.idle_timeout = 60  # type: ignore[union-attr]
+    hog = socket.create_connection(srv.line_address)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.setblocking(False)
+    line = b"command ping\n" * 2000
+    sent = 0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # write until the server stops reading us
+        try:
+            sent += hog.send(line)
+        except BlockingIOError:
+            time.sleep(0.05)
+    other = LineClient(srv.line_address)
+    assert other.ask(add_line(keys["alice"], "other.example")).startswith(b"ok")
+    hog.close()
+    assert sent > 0
+
+
+def test_junk_on_the_tls_port_and_plain_text_on_tls(
+    server: tuple[AuditServer, str, dict[str, str]],
+    tls_files: tuple[str, str, ssl.SSLContext],
+) -> None:
+    srv, _, keys = server
+    assert srv.tls_address
+    for junk in (b"command ping\r\n", b"\x16\x03\x01\x00\x05junkjunk", bytes(range(256)) * 8):
+        s = socket.create_connection(srv.tls_address, timeout=10)
+        s.sendall(junk)
+        try:  # the handshake fails: an alert or a close, nothing else
+            data = s.recv(4096)
+            assert not data.startswith(b"ok")
+        except ConnectionResetError:
+            pass
+        s.close()
+    for _, client in _clients(srv, tls_files):
+        assert client.ask(add_line(keys["alice"], "still.example")).startswith(b"ok")
+        client.close()

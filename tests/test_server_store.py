@@ -1,0 +1,217 @@
+"""The database, the keys, group commit and the configuration file."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from server_helpers import count, new_db
+
+from certhook.cli import main
+from certhook.errors import UsageError
+from certhook.protocol import Request, parse_request
+from certhook.server import store
+from certhook.server.committer import GroupCommitter, Job, WaitSink
+from certhook.server.config import load_config, parse_duration, parse_hostport
+
+
+def test_keys_cli_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "sub" / "c.db")
+    assert main(["keys", "add", "alice", "--db", db]) == 0
+    key = capsys.readouterr().out.strip()
+    assert len(key) >= 43  # 32 random bytes, URL-safe base64
+    raw = sqlite3.connect(db).execute("SELECT key_hash FROM accounts").fetchone()[0]
+    assert raw == hashlib.sha256(key.encode()).digest()
+    assert key.encode() not in Path(db).read_bytes()  # only the hash is stored
+    conn = store.connect(db)
+    assert store.authenticate(conn, key) == "alice"
+    assert store.authenticate(conn, key, "alice") == "alice"
+    assert store.authenticate(conn, key, "bob") is None
+    assert store.authenticate(conn, key + "x") is None
+    assert main(["keys", "list", "--db", db]) == 0
+    assert "alice" in capsys.readouterr().out
+    assert main(["keys", "revoke", "alice", "--db", db]) == 0
+    assert store.authenticate(conn, key) is None
+    assert main(["keys", "revoke", "alice", "--db", db]) == 1
+    assert main(["keys", "add", "alice", "--db", db]) == 1  # the name stays taken
+    capsys.readouterr()
+    assert main(["keys", "list", "--db", db]) == 0
+    assert "revoked" in capsys.readouterr().out
+
+
+def test_keys_list_missing_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "list", "--db", str(tmp_path / "none.db")]) == 1
+    assert "no such database" in capsys.readouterr().err
+
+
+def test_bad_account_name(tmp_path: Path) -> None:
+    conn = store.connect(str(tmp_path / "c.db"))
+    with pytest.raises(UsageError):
+        store.add_account(conn, "a b")
+
+
+def _submit(committer: GroupCommitter, request: Request) -> Job:
+    sink = WaitSink()
+    job = Job(request, "test", "peer", sink)
+    committer.submit(job)
+    assert sink.wait(10)
+    return job
+
+
+def test_group_commit_dedupes_retries_and_checks_keys(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice", "bob")
+    committer = GroupCommitter(db)
+    committer.start()
+    try:
+        line = f"command add domain a.example port 443 port 25 id r1 apikey {keys['alice']}"
+        first = _submit(committer, parse_request(line.encode()))
+        again = _submit(committer, parse_request(line.encode()))
+        assert first.response and first.response.encode() == b"ok id r1 domains 1\r\n"
+        assert again.response == first.response
+        # the same id from another account is another submission
+        bob = _submit(committer, parse_request(line.replace(keys["alice"], keys["bob"]).encode()))
+        assert bob.response and bob.response.ok
+        bad = _submit(committer, Request(domains=("a.example",), apikey="nope"))
+        assert bad.response and bad.response.code == "auth"
+    finally:
+        committer.stop()
+    assert count(db, "SELECT count(*) FROM submissions") == 2
+    assert count(db, "SELECT count(*) FROM targets WHERE account = 'alice'") == 2
+    assert count(db, "SELECT count(*) FROM targets WHERE protocol = 'smtp' AND port = 25") == 2
+
+
+def test_group_commit_batches_concurrent_submissions(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    committer = GroupCommitter(db)
+    committer.start()
+    jobs: list[Job] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(50):
+            job = _submit(committer, Request(domains=(f"h{n}.example",), id=f"{n}-{i}",
+                                             apikey=keys["alice"]))
+            with lock:
+                jobs.append(job)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    committer.stop()
+    assert all(j.response and j.response.ok for j in jobs)
+    assert count(db, "SELECT count(*) FROM submissions") == 1000 == committer.committed
+    assert count(db, "SELECT count(*) FROM targets") == 20
+
+
+def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    committer = GroupCommitter(db)
+    committer.start()
+    try:
+        _submit(committer, Request(domains=("a.example",), fingerprint="ab" * 32,
+                                   apikey=keys["alice"]))
+        since = count(db, "SELECT expected_since * 1000 FROM targets")
+        _submit(committer, Request(domains=("a.example",), apikey=keys["alice"]))  # no fp
+        assert count(db, "SELECT expected_since * 1000 FROM targets") == since
+        _submit(committer, Request(domains=("a.example",), fingerprint="cd" * 32,
+                                   apikey=keys["alice"]))
+        assert count(db, "SELECT expected_since * 1000 FROM targets") >= since
+        conn = store.connect(db)
+        row = conn.execute("SELECT expected_fingerprint, next_probe FROM targets").fetchone()
+        assert row[0] == "cd" * 32 and row[1] is not None
+        _submit(committer, Request(domains=("*.example",), apikey=keys["alice"]))
+        wild = conn.execute("SELECT next_probe, reasons FROM targets WHERE domain = '*.example'"
+                            ).fetchone()
+        assert wild[0] is None and "wildcard" in wild[1]
+    finally:
+        committer.stop()
+
+
+def test_locked_database_delays_the_ack_until_written(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    committer = GroupCommitter(db)
+    committer.start()
+    blocker = sqlite3.connect(db, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+    try:
+        # The writer waits (busy timeout 30 s) rather than acknowledging.
+        result: list[Job] = []
+        t = threading.Thread(target=lambda: result.append(
+            _submit(committer, Request(domains=("a.example",), apikey=keys["alice"]))))
+        t.start()
+        t.join(0.5)
+        assert not result  # not acknowledged while it cannot be written
+    finally:
+        blocker.rollback()
+        blocker.close()
+    t.join(10)
+    committer.stop()
+    assert result and result[0].response and result[0].response.ok
+    assert count(db, "SELECT count(*) FROM submissions") == 1
+
+
+def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    committer = GroupCommitter(db)
+    committer.start()
+    try:
+        assert _submit(committer, Request(domains=("a.example",), apikey=keys["alice"])
+                       ).response.ok  # type: ignore[union-attr]
+        writer = committer._writer
+        assert writer is not None
+        pages = writer._conn.execute("PRAGMA page_count").fetchone()[0]
+        writer._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        big = Request(domains=tuple(f"d{i}.example" for i in range(100)), id="big",
+                      apikey=keys["alice"])
+        answers = [_submit(committer, big).response for _ in range(3)]
+        assert all(a is not None and a.code == "unavailable" for a in answers)
+        assert not committer.healthy
+        writer._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+        again = _submit(committer, big).response
+        assert again is not None and again.ok and committer.healthy
+    finally:
+        committer.stop()
+    assert count(db, "SELECT count(*) FROM submissions WHERE client_id = 'big'") == 1
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("15m", 900), ("6h", 21600),
+                                               ("1d", 86400), ("0.5s", 0.5)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "pair"), [("127.0.0.1:10023", ("127.0.0.1", 10023)),
+                                            ("[::1]:8023", ("::1", 8023)),
+                                            (":9", ("127.0.0.1", 9))])
+def test_parse_hostport(text: str, pair: tuple[str, int]) -> None:
+    assert parse_hostport(text) == pair
+
+
+def test_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "server.conf"
+    path.write_text(
+        "[server]\ndb = /tmp/x.db\nline_listen = 0.0.0.0:10023\nhttp_listen = off\n"
+        "[audit]\ninterval = 2h\ngrace = 30m\nallow_networks = 127.0.0.0/8, ::1/128\n"
+        "expiry_notices = 7, 30\n"
+        "[smtp]\nhost = mail.example\nport = 587\nusername = u\npassword = p\nfrom = a@b\n"
+        "[notify]\nemail = ops@example.org\n"
+        "[account alice]\nwebhook = https://hooks.example/x\n"
+    )
+    cfg = load_config(path)
+    assert cfg.db == "/tmp/x.db" and cfg.line_listen == ("0.0.0.0", 10023)
+    assert cfg.http_listen is None and cfg.interval == 7200 and cfg.grace == 1800
+    assert [str(n) for n in cfg.allow_networks] == ["127.0.0.0/8", "::1/128"]
+    assert cfg.expiry_notices == (30, 7)
+    assert cfg.smtp.port == 587 and cfg.smtp.sender == "a@b"
+    assert cfg.notify_for("bob").email == ("ops@example.org",)
+    assert cfg.notify_for("alice").webhook == ("https://hooks.example/x",)
+    assert cfg.notify_for("alice").email == ("ops@example.org",)
+    assert "password" not in repr(cfg.smtp)
+    path.write_text("[audit]\ngrace = soon\n")
+    with pytest.raises(UsageError):
+        load_config(path)
