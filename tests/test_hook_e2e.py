@@ -59,14 +59,19 @@ def renewed_all(certbot: Certbot, event: str = "deployed") -> list[tuple[str | N
 
 
 def break_renewal(certbot: Certbot, name: str) -> None:
-    """Make the next renewal of one lineage fail: a webroot under a regular file."""
-    blocker = certbot.base / "not-a-directory"
-    blocker.write_text("")
+    """Make the next renewal of one lineage fail, before any ACME traffic.
+
+    An unknown curve makes certbot's key generation fail ("Failed to renew
+    certificate NAME with error: Unsupported elliptic curve"). Failing the
+    challenge instead is not reliable: pebble may hand back an authorization
+    that is already valid, and then no challenge runs at all.
+    """
     conf = certbot.config_dir / "renewal" / f"{name}.conf"
-    text = conf.read_text().replace("authenticator = manual", "authenticator = webroot")
-    text += (f"webroot_path = {blocker}/www,\n[[webroot_map]]\n"
-             + "".join(f"{d} = {blocker}/www\n" for d in LINEAGES[name]))
-    conf.write_text(text)
+    lines = [line for line in conf.read_text().splitlines()
+             if not line.startswith(("elliptic_curve", "key_type"))]
+    at = lines.index("[renewalparams]") + 1
+    lines[at:at] = ["key_type = ecdsa", "elliptic_curve = secp1r1"]
+    conf.write_text("\n".join(lines) + "\n")
 
 
 # -- the three ways in -------------------------------------------------------
