@@ -26,6 +26,7 @@ from certhook.server import store
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import Evaluation, TargetState, evaluate
 from certhook.server.ssrf import forbidden_reason, make_guard
+from certhook.server.worker import Worker
 
 __all__ = ["Auditor", "ProbeFunction"]
 
@@ -42,8 +43,13 @@ def _real_probe(target: Any, options: Any) -> Any:
     return probe(target, options)
 
 
-class Auditor:
-    """Schedules and runs probes; ``probe_fn(Target, ProbeOptions)`` defaults to the probe."""
+class Auditor(Worker):
+    """Schedules and runs probes; ``probe_fn(Target, ProbeOptions)`` defaults to the probe.
+
+    ``wake()`` after a submission is committed looks for due targets at once.
+    """
+
+    thread_name = "certhook-audit"
 
     def __init__(
         self,
@@ -57,28 +63,16 @@ class Auditor:
         self._on_notice = on_notice
         self._clock = clock
         self._pool = ThreadPoolExecutor(max(1, config.concurrency), "certhook-probe")
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._inflight: set[int] = set()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._guard = make_guard(config.allow_networks)
-        self._thread = threading.Thread(target=self._run, name="certhook-audit", daemon=True)
         self.probes = 0
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
+        super().stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def wake(self) -> None:
-        """Look for due targets now (called after a submission is committed)."""
-        self._wake.set()
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)

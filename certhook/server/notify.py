@@ -15,7 +15,6 @@ import logging
 import smtplib
 import sqlite3
 import ssl
-import threading
 import time
 import urllib.request
 from email.message import EmailMessage
@@ -24,6 +23,7 @@ from typing import Any, Callable
 from certhook import __version__
 from certhook.server import store
 from certhook.server.config import ServerConfig, SmtpConfig
+from certhook.server.worker import Worker
 
 __all__ = ["Notifier", "enqueue", "send_email", "send_webhook", "summary"]
 
@@ -106,28 +106,16 @@ def send_webhook(url: str, payload: dict[str, Any], timeout: float = 15.0) -> No
             raise OSError(f"webhook answered HTTP {response.status}")
 
 
-class Notifier:
+class Notifier(Worker):
     """Delivers queued notifications in its own thread, with retries and backoff."""
+
+    thread_name = "certhook-notify"
 
     def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._clock = clock
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="certhook-notify", daemon=True)
         self.sent = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-
-    def wake(self) -> None:
-        self._wake.set()
+        super().__init__()
 
     def _run(self) -> None:
         conn = store.connect(self.config.db)
