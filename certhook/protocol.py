@@ -10,8 +10,6 @@ server alike. Nothing here touches a socket.
 
 from __future__ import annotations
 
-import re
-
 from certhook.errors import ParseError
 
 TYPE_CHECKING = False
@@ -39,13 +37,53 @@ EVENTS = frozenset({"deployed", "failed", "sync"})
 VERBS = frozenset({"add", "ping"})
 ERROR_CODES = frozenset({"syntax", "auth", "limit", "unavailable", "internal"})
 
-# Hostnames, wildcard names and IPv4/IPv6 literals; case is folded below.
-_DOMAIN = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_.])?$|^[0-9a-f:.]{2,45}$")
-_TOKEN = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,128}$")
-_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
-_PROTOCOL = re.compile(r"^[a-z0-9-]{1,20}$")
-_PRINTABLE = re.compile(rb"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$")
-_WORD = re.compile(r"^[\x21-\x7e]+$")
+# The grammar of values, checked with str methods and character sets rather
+# than ``re``: the certbot hook encodes and checks a request on every renewal,
+# and ``import re`` (with ``enum``) is ~6 ms of its start-up (bench/hook.py).
+# Each check states the expression it implements; tests/test_protocol.py
+# holds it to that expression (``re.fullmatch``) with hypothesis.
+_LOWER_HEX = frozenset("0123456789abcdef")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+_ADDRESS_CHARS = _LOWER_HEX | frozenset(":.")
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/@+=-")
+_PROTOCOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_LINE_BYTES = bytes(range(0x20, 0x7F))  # printable ASCII and space
+
+
+def _is_domain(text: str) -> bool:
+    r"""``(\*\.)?[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_.])?|[0-9a-f:.]{2,45}``: a host
+    name, a wildcard name, or an IPv4/IPv6 literal (case is folded before)."""
+    if 2 <= len(text) <= 45 and _ADDRESS_CHARS.issuperset(text):
+        return True
+    name = text[2:] if text.startswith("*.") else text
+    return (0 < len(name) <= 253 and _NAME_CHARS.issuperset(name)
+            and name[0] not in ".-" and name[-1] != "-")
+
+
+def _is_token(text: str) -> bool:
+    """``[A-Za-z0-9._:/@+=-]{1,128}``: lineage, id, client and apikey values."""
+    return 0 < len(text) <= 128 and _TOKEN_CHARS.issuperset(text)
+
+
+def _is_fingerprint(text: str) -> bool:
+    """``[0-9a-f]{64}``: a SHA-256 digest in lower-case hex."""
+    return len(text) == 64 and _LOWER_HEX.issuperset(text)
+
+
+def _is_protocol(text: str) -> bool:
+    """``[a-z0-9-]{1,20}``: ``tls`` or the name of a STARTTLS dialogue."""
+    return 0 < len(text) <= 20 and _PROTOCOL_CHARS.issuperset(text)
+
+
+def _is_word(text: str) -> bool:
+    r"""``[\x21-\x7e]+``: one non-empty word of printable ASCII, no space."""
+    return text.isascii() and text.isprintable() and text != "" and " " not in text
+
+
+def _is_line(line: bytes) -> bool:
+    r"""``[\x21-\x7e]+( [\x21-\x7e]+)*``: printable ASCII words, single spaces."""
+    return (line != b"" and not line.translate(None, delete=_LINE_BYTES)
+            and not line.startswith(b" ") and not line.endswith(b" ") and b"  " not in line)
 
 
 class _Record:
@@ -136,7 +174,7 @@ class Request(_Record):
             if value is not None:
                 words += [key, value]
         for word in words:
-            if not _WORD.match(word):
+            if not _is_word(word):
                 # The value is not echoed: it may be the key.
                 raise ValueError("a request value is empty or has spaces or non-ASCII")
         line = " ".join(words).encode("ascii") + b"\r\n"
@@ -271,7 +309,7 @@ def parse_request(line: bytes, source: str = "request") -> Request:
         raise ParseError(f"line over {MAX_LINE} bytes", source)
     if not line:
         raise ParseError("empty line; a request is 'command VERB [KEY VALUE]...'", source)
-    if not _PRINTABLE.match(line):
+    if not _is_line(line):
         raise ParseError("not a line of printable ASCII words separated by single spaces", source)
     return _from_words(line.decode("ascii").split(" "), source)
 
@@ -279,7 +317,7 @@ def parse_request(line: bytes, source: str = "request") -> Request:
 def parse_response(line: bytes, source: str = "response") -> Response:
     """One response line into a Response; ParseError if it is neither ok nor error."""
     line = line.rstrip(b"\r\n")
-    if len(line) + 2 > MAX_LINE or not _PRINTABLE.match(line):
+    if len(line) + 2 > MAX_LINE or not _is_line(line):
         raise ParseError("response is not one short line of printable ASCII", source)
     words = line.decode("ascii").split(" ")
     if words[0] == "ok":
@@ -307,7 +345,7 @@ def _from_words(words: list[str], source: str) -> Request:
     for key, value in zip(rest[::2], rest[1::2]):
         if key == "domain":
             domain = value.lower().rstrip(".")
-            if not _DOMAIN.match(domain):
+            if not _is_domain(domain):
                 raise ParseError(f"bad domain {value[:64]!r}", source)
             if domain not in domains:
                 domains.append(domain)
@@ -316,7 +354,7 @@ def _from_words(words: list[str], source: str) -> Request:
                 raise ParseError(f"bad port {value[:8]!r}", source)
             ports.append(int(value))
         elif key == "protocol":
-            if not _PROTOCOL.match(value.lower()):
+            if not _is_protocol(value.lower()):
                 raise ParseError(f"bad protocol {value[:20]!r}", source)
             protocols.append(value.lower())
         elif key in ("apikey", "fingerprint", "lineage", "event", "id", "client"):
@@ -333,16 +371,16 @@ def _from_words(words: list[str], source: str) -> Request:
     fingerprint = single.get("fingerprint")
     if fingerprint is not None:
         fingerprint = fingerprint.lower().replace(":", "")
-        if not _FINGERPRINT.match(fingerprint):
+        if not _is_fingerprint(fingerprint):
             raise ParseError("fingerprint is not 64 hex digits (SHA-256)", source)
     event = single.get("event")
     if event is not None and event not in EVENTS:
         raise ParseError(f"unknown event {event[:20]!r}", source)
     for key in ("lineage", "id", "client"):
-        if key in single and not _TOKEN.match(single[key]):
+        if key in single and not _is_token(single[key]):
             raise ParseError(f"bad {key} {single[key][:20]!r}", source)
     apikey = single.get("apikey")
-    if apikey is not None and not _TOKEN.match(apikey):
+    if apikey is not None and not _is_token(apikey):
         raise ParseError("bad apikey", source)  # never echo the value
     return Request(
         verb=verb,

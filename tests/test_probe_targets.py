@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from certhook.client.ini import parse_ini
 from certhook.errors import ParseError
 from certhook.probe import Target, parse_target, ports_for_lineage, read_targets_file
 from certhook.probe.checks import match_dns_name
@@ -108,10 +108,8 @@ def test_targets_file_names_the_bad_line(tmp_path: Path, line: str, message: str
     assert "\n" not in str(info.value)
 
 
-def _ports(text: str) -> configparser.ConfigParser:
-    config = configparser.ConfigParser(interpolation=None)
-    config.read_string(text)
-    return config
+def _ports(text: str) -> dict[str, dict[str, str]]:
+    return parse_ini(text, "certhook.conf")
 
 
 @pytest.mark.parametrize(("conf", "lineage", "expected"), [
@@ -122,6 +120,10 @@ def _ports(text: str) -> configparser.ConfigParser:
     ("[ports]\nexample.org = 25 587 smtp\n", "example.org", [(25, "smtp"), (587, "submission")]),
     ("[ports]\nmail = 2525/smtp,8443\n", "mail", [(2525, "smtp"), (8443, "tls")]),
     ("[ports]\nmail = imap, 993\n", "mail", [(143, "imap"), (993, "tls")]),
+    ("[ports]\nMail.Example.org = 25\n", "mail.example.org", [(25, "smtp")]),
+    ("[ports]\nmail.example.org = 25\n", "Mail.Example.org", [(25, "smtp")]),
+    ("[ports]\nmail = 25,\n  465\n", "mail", [(25, "smtp"), (465, "tls")]),
+    ("[DEFAULT]\nmail = 993\n[ports]\n", "mail", [(993, "tls")]),
 ])
 def test_ports_for_lineage(conf: str, lineage: str, expected: list[tuple[int, str]]) -> None:
     assert ports_for_lineage(_ports(conf), lineage) == expected
@@ -187,11 +189,8 @@ def test_parse_target_gives_a_target_or_parse_error(text: str) -> None:
 
 @given(st.text(alphabet=_TARGET_CHARS + "=,\n", max_size=60) | st.text(max_size=60))
 def test_ports_for_lineage_gives_pairs_or_parse_error(value: str) -> None:
-    config = configparser.ConfigParser(interpolation=None)
-    config.add_section("ports")
-    config.set("ports", "lineage", value)
     try:
-        pairs = ports_for_lineage(config, "lineage")
+        pairs = ports_for_lineage({"ports": {"lineage": value}}, "lineage")
     except ParseError:
         return
     assert all(0 < port < 65536 and isinstance(protocol, str) for port, protocol in pairs)

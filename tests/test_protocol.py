@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from certhook import protocol
 from certhook.errors import ParseError
 from certhook.protocol import (
     MAX_LINE,
@@ -222,3 +226,44 @@ def test_line_buffer_chunking_never_changes_the_lines(chunks: list[bytes]) -> No
 def test_any_valid_request_round_trips(domains: list[str], ports: list[int], key: str) -> None:
     request = Request(domains=tuple(dict.fromkeys(domains)), ports=tuple(ports), apikey=key)
     assert parse_request(request.encode()) == request
+
+
+# The value grammar as docs/protocol.md writes it, in regular expressions: the
+# str-method checks in certhook.protocol (no ``re`` on the hook's path) must
+# accept exactly what these match in full.
+GRAMMAR = [
+    (protocol._is_domain, r"(\*\.)?[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_.])?|[0-9a-f:.]{2,45}",
+     "*.abcxyz0189_.-:A \n"),
+    (protocol._is_token, r"[A-Za-z0-9._:/@+=-]{1,128}", "aZ09._:/@+=- \n\t%é"),
+    (protocol._is_fingerprint, r"[0-9a-f]{64}", "0123456789abcdefgA \n"),
+    (protocol._is_protocol, r"[a-z0-9-]{1,20}", "az09-_A \n"),
+    (protocol._is_word, r"[\x21-\x7e]+", "a~!\x7f\x20\x1f\n\té"),
+]
+
+
+@pytest.mark.parametrize(("check", "pattern", "alphabet"), GRAMMAR,
+                         ids=[check.__name__ for check, _, _ in GRAMMAR])
+@given(data=st.data())
+def test_value_checks_are_their_grammar(check: Callable[[str], bool], pattern: str,
+                                        alphabet: str, data: st.DataObject) -> None:
+    text = data.draw(st.from_regex(pattern, fullmatch=True) | st.text(alphabet, max_size=260)
+                     | st.text(max_size=8))
+    assert check(text) is (re.fullmatch(pattern, text) is not None)
+
+
+@pytest.mark.parametrize("text", ["example.org\n", "KEY\n", "a" * 64 + "\n", "smtp\n"])
+def test_no_value_ends_in_a_newline(text: str) -> None:
+    # The old "^...$" expressions matched before a final newline.
+    assert not any(check(text) for check, _, _ in GRAMMAR)
+
+
+@given(st.from_regex(rb"[\x21-\x7e]+( [\x21-\x7e]+)*", fullmatch=True)
+       | st.binary(max_size=40) | st.text(" ab\x7f\x00\n", max_size=20).map(str.encode))
+def test_line_check_is_its_grammar(line: bytes) -> None:
+    assert protocol._is_line(line) is (
+        re.fullmatch(rb"[\x21-\x7e]+( [\x21-\x7e]+)*", line) is not None)
+
+
+def test_encode_refuses_a_value_with_a_newline() -> None:
+    with pytest.raises(ValueError, match="empty or has spaces"):
+        Request(domains=("a.org",), apikey="KEY\n").encode()

@@ -14,20 +14,21 @@ Read in this order, each layer overriding the one before:
 kept out of every repr, message and URL; when it comes from a file that
 group or others may read, :attr:`ClientConfig.warnings` says so.
 
-This module is on the certbot hook's fast path: it imports only ``os`` and,
-when a file exists, ``configparser``.
+This module is on the certbot hook's fast path: it imports only ``os`` and
+the file reader :mod:`certhook.client.ini` (not ``configparser``, which
+brings ``re``).
 """
 
 from __future__ import annotations
 
 import os
 
+from certhook.client.ini import read_ini
 from certhook.errors import LocalError, ParseError
 
 TYPE_CHECKING = False  # typing costs ~2 ms at start-up; mypy reads this name specially
 if TYPE_CHECKING:
     import argparse
-    import configparser
     from collections.abc import Mapping
 
 __all__ = [
@@ -133,7 +134,7 @@ def parse_servers(text: str, source: str | None = None) -> tuple[ServerURL, ...]
 class ClientConfig:
     """Everything a submitting command needs. The key is never in ``repr``."""
 
-    __slots__ = ("api_key", "ca_file", "deadline", "key_source", "parser", "path",
+    __slots__ = ("api_key", "ca_file", "deadline", "key_source", "path", "sections",
                  "servers", "spool_dir", "warnings")
 
     def __init__(
@@ -144,7 +145,7 @@ class ClientConfig:
         deadline: float = DEFAULT_DEADLINE,
         ca_file: str | None = None,
         path: str | None = None,
-        parser: configparser.ConfigParser | None = None,
+        sections: dict[str, dict[str, str]] | None = None,
         key_source: str | None = None,
         warnings: tuple[str, ...] = (),
     ) -> None:
@@ -154,7 +155,7 @@ class ClientConfig:
         self.deadline = deadline
         self.ca_file = ca_file
         self.path = path  # the INI file read, if any
-        self.parser = parser  # its contents, for the [ports] mapping
+        self.sections = sections or {}  # its contents (certhook.client.ini), for [ports]
         self.key_source = key_source  # where the key came from: a path or a variable
         self.warnings = warnings
 
@@ -184,8 +185,10 @@ def _world_readable_warning(path: str) -> str | None:
 
 def _read_key_file(path: str) -> str:
     try:
-        with open(path, encoding="ascii") as stream:
-            key = stream.read().strip()
+        # bytes.decode("ascii") is built in; a text stream naming "ascii" would
+        # import encodings.ascii, on every run of the hook.
+        with open(path, "rb") as stream:
+            key = stream.read().decode("ascii").strip()
     except OSError as exc:
         raise LocalError(f"{path}: cannot read the API key file: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -203,31 +206,6 @@ def _parse_deadline(text: str, source: str) -> float:
     if not 0 < value <= 3600:
         raise ParseError("deadline must be more than 0 and at most 3600 seconds", source)
     return value
-
-
-def _read_file(path: str, explicit: bool) -> configparser.ConfigParser | None:
-    try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
-    except FileNotFoundError:
-        if explicit:
-            raise LocalError(f"{path}: configuration file not found") from None
-        return None
-    except OSError as exc:
-        raise LocalError(f"{path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"not UTF-8 (byte {exc.start})", path) from None
-    import configparser
-
-    # No interpolation: a key may well contain "%".
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error as exc:
-        # The first line of configparser's message names the fault; later
-        # lines quote the file, which may hold the key.
-        raise ParseError(str(exc).splitlines()[0], path) from None
-    return parser
 
 
 def load_config(
@@ -249,10 +227,8 @@ def load_config(
     env = os.environ if environ is None else environ
     explicit = path or env.get("CERTHOOK_CONFIG") or None
     conf_path = explicit or DEFAULT_CONFIG
-    parser = _read_file(conf_path, explicit is not None)
-    section: Mapping[str, str] = {}
-    if parser is not None and parser.has_section("client"):
-        section = parser["client"]
+    sections = read_ini(conf_path, required=explicit is not None)
+    section: Mapping[str, str] = sections.get("client", {}) if sections is not None else {}
     where = f"{conf_path} [client]"
 
     servers: tuple[ServerURL, ...] = ()
@@ -303,8 +279,8 @@ def load_config(
         spool_dir=spool,
         deadline=limit,
         ca_file=ca,
-        path=conf_path if parser is not None else None,
-        parser=parser,
+        path=conf_path if sections is not None else None,
+        sections=sections,
         key_source=key_source,
         warnings=tuple(warnings),
     )

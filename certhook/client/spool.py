@@ -28,8 +28,11 @@ from __future__ import annotations
 import os
 import time
 
-from certhook.client.files import TEMP_PREFIX, why, write_atomic
 from certhook.errors import LocalError, ParseError
+
+# certhook.client.files (atomic writes, error wording) is imported where a
+# file is written or an error worded: a delivery that succeeds needs neither,
+# and the certbot hook's start-up is a product figure (bench/hook.py).
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,6 +116,8 @@ class Spool:
         except FileNotFoundError:
             return []
         except OSError as exc:
+            from certhook.client.files import why
+
             raise LocalError(f"cannot read the spool {self.directory}: {why(exc)}") from None
 
     def has_pending(self) -> bool:
@@ -183,6 +188,8 @@ class Spool:
 
     def clean_temp(self) -> None:
         """Remove temp files whose writer died (or that are over an hour old)."""
+        from certhook.client.files import TEMP_PREFIX
+
         try:
             names = [n for n in os.listdir(self.directory) if n.startswith(TEMP_PREFIX)]
         except OSError:
@@ -207,10 +214,14 @@ class Spool:
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
         except OSError as exc:
+            from certhook.client.files import why
+
             raise LocalError(f"cannot create the spool {self.directory}: {why(exc)}") from None
 
     def add(self, request: Request, last_error: str | None = None) -> Entry:
         """Spool a new submission (its ``id`` set, its key dropped)."""
+        from certhook.client.files import write_atomic
+
         if request.id is None:
             raise ValueError("a spooled request needs an id")
         request = _without_key(request)
@@ -223,6 +234,8 @@ class Spool:
 
     def update(self, entry: Entry, last_error: str | None) -> None:
         """Count one more failed attempt (best effort: the entry stays either way)."""
+        from certhook.client.files import write_atomic
+
         entry.attempts += 1
         entry.last_error = last_error
         stem = os.path.basename(entry.path).rsplit(".", 1)[0]
@@ -240,6 +253,8 @@ class Spool:
 
     def reject(self, request: Request, reason: str, entry: Entry | None = None) -> str:
         """Keep a submission the server refused in ``rejected/``; returns its path."""
+        from certhook.client.files import write_atomic
+
         if entry is None:
             created = time.time()
             name = f"{int(created * 1000):013d}-{request.id}.json"
@@ -257,6 +272,8 @@ class Spool:
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
+            from certhook.client.files import why
+
             raise LocalError(f"cannot create {directory}: {why(exc)}") from None
         return directory
 
@@ -265,6 +282,8 @@ class Spool:
         try:
             os.replace(path, target)
         except OSError as exc:
+            from certhook.client.files import why
+
             raise LocalError(f"cannot move it to {target}: {why(exc)}") from None
         return target
 
@@ -275,6 +294,8 @@ class Spool:
         except FileNotFoundError:
             pass
         except OSError as exc:
+            from certhook.client.files import why
+
             raise LocalError(f"cannot remove {path}: {why(exc)}") from None
 
     # -- locking -----------------------------------------------------------
@@ -318,7 +339,9 @@ class Spool:
     def delivered(self) -> set[str]:
         """Keys recorded by :meth:`remember` (``deployed LINEAGE FINGERPRINT`` ...)."""
         try:
-            with open(os.path.join(self.directory, _JOURNAL), encoding="ascii",
+            # Written as ASCII; read as UTF-8, whose codec is loaded at start-up
+            # (naming "ascii" would import encodings.ascii on every hook).
+            with open(os.path.join(self.directory, _JOURNAL), encoding="utf-8",
                       errors="replace") as stream:
                 return {line.split(" ", 1)[1].rstrip("\n") for line in stream if " " in line}
         except OSError:
@@ -343,6 +366,8 @@ class Spool:
             finally:
                 os.close(fd)
             if size > _JOURNAL_MAX:
+                from certhook.client.files import write_atomic
+
                 with open(path, "rb") as stream:
                     lines = stream.read().splitlines(keepends=True)
                 write_atomic(self.directory, _JOURNAL, b"".join(lines[len(lines) // 2:]))

@@ -308,13 +308,12 @@ def deliver(
 
 def _ports(config: ClientConfig, lineage: str | None, problems: list[str]) -> list[tuple[int, str]]:
     """The ``[ports]`` mapping of certhook's conf for a lineage (none: 443)."""
-    parser = config.parser
-    if lineage is None or parser is None or not parser.has_option("ports", lineage):
+    if lineage is None or lineage.lower() not in config.sections.get("ports", {}):
         return []  # the probe module is imported only when there is something to map
     from certhook.probe.targets import ports_for_lineage
 
     try:
-        return ports_for_lineage(parser, lineage)
+        return ports_for_lineage(config.sections, lineage)
     except ParseError as exc:
         problems.append(f"{config.path}: {exc}; reporting {lineage} without ports")
         return []

@@ -12,7 +12,11 @@ the latest run in certbot's log (see :mod:`certhook.client.changes`).
 
 The deploy case is the fast path: it reads one ``cert.pem`` and opens one
 connection, and imports nothing it does not need (no ``ssl``, ``json``,
-``urllib``, no certificate parser).
+``urllib``, no certificate parser, no ``re``). The command lines certbot
+runs (``certhook hook``, ``certhook hook --deploy``: see
+:data:`certhook.cli.CERTBOT_HOOKS`) come straight to :func:`hook`, without
+argparse. tests/test_hook_startup.py lists the modules this path must not
+load.
 """
 
 from __future__ import annotations
@@ -31,6 +35,65 @@ if TYPE_CHECKING:
     from certhook.client.config import ClientConfig
 
 _LOG_RUN_MAX_AGE = 24 * 3600.0  # a hook without environment reports a run this recent
+
+
+class HookOptions:
+    """What the command line told ``certhook hook``.
+
+    ``HookOptions()`` is the bare ``certhook hook`` that certbot runs: every
+    flag not given (None, or False for switches), exactly what argparse makes
+    of no flags (a test holds the two together). What a flag not given stands
+    for (the 10 s deadline, the spool directory ...) is decided in one place,
+    :func:`certhook.client.config.load_config`, for either path.
+    """
+
+    __slots__ = ("api_key_file", "ca_file", "config", "config_dir", "deadline", "debug", "kind",
+                 "logs_dir", "server", "spool_dir", "strict", "verbose")
+
+    def __init__(
+        self,
+        *,
+        kind: str | None = None,
+        strict: bool = False,
+        config_dir: str | None = None,
+        logs_dir: str | None = None,
+        verbose: bool = False,
+        debug: bool = False,
+        config: str | None = None,
+        server: str | None = None,
+        api_key_file: str | None = None,
+        spool_dir: str | None = None,
+        ca_file: str | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.kind = kind  # "deploy", "post", or None: told apart by certbot's variables
+        self.strict = strict
+        self.config_dir = config_dir
+        self.logs_dir = logs_dir
+        self.verbose = verbose
+        self.debug = debug
+        self.config = config  # the flags of certhook.client.config.add_client_arguments
+        self.server = server
+        self.api_key_file = api_key_file
+        self.spool_dir = spool_dir
+        self.ca_file = ca_file
+        self.deadline = deadline
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> HookOptions:
+        """The options argparse parsed (with the top-level ``--debug``)."""
+        return cls(**{name: getattr(args, name) for name in cls.__slots__})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HookOptions):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"HookOptions({given})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,13 +119,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(parser)
 
 
-def _state_and_run(environ: Mapping[str, str], args: argparse.Namespace,
+def _state_and_run(environ: Mapping[str, str], options: HookOptions,
                    notes: list[str]) -> tuple[CertbotState | None, Run | None]:
     from certhook.certbot.lineage import read_state
     from certhook.client.changes import certbot_dirs, runs_since
     from certhook.errors import LocalError
 
-    config_dir, logs_dir = certbot_dirs(environ, None, args.config_dir, args.logs_dir)
+    config_dir, logs_dir = certbot_dirs(environ, None, options.config_dir, options.logs_dir)
     state: CertbotState | None = None
     run: Run | None = None
     try:
@@ -77,7 +140,7 @@ def _state_and_run(environ: Mapping[str, str], args: argparse.Namespace,
     return state, run
 
 
-def _changes(kind: str, environ: Mapping[str, str], args: argparse.Namespace,
+def _changes(kind: str, environ: Mapping[str, str], options: HookOptions,
              notes: list[str]) -> list[Change]:
     from certhook.client import changes as ch
 
@@ -87,7 +150,7 @@ def _changes(kind: str, environ: Mapping[str, str], args: argparse.Namespace,
             notes.append(f"cannot read {environ['RENEWED_LINEAGE']}/cert.pem: reporting"
                          f" {change.lineage} without its fingerprint")
         return [change]
-    state, run = _state_and_run(environ, args, notes)
+    state, run = _state_and_run(environ, options, notes)
     if kind == "post" and (environ.get("RENEWED_DOMAINS", "").strip()
                            or environ.get("FAILED_DOMAINS", "").strip()):
         return ch.from_post_environment(environ, state, run)
@@ -100,24 +163,31 @@ def _changes(kind: str, environ: Mapping[str, str], args: argparse.Namespace,
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return hook(HookOptions.from_namespace(args))
+
+
+def hook(options: HookOptions) -> int:
+    """Report what certbot changed; the exit status (0 whatever happened, unless strict)."""
     started = time.monotonic()
     config: ClientConfig | None = None
     try:
-        from certhook.client.config import ClientConfig, config_from_args
+        from certhook.client.config import DEFAULT_SPOOL_DIR, ClientConfig, load_config
         from certhook.errors import CerthookError
 
         notes: list[str] = []
         try:
-            config = config_from_args(args)
+            config = load_config(options.config, server=options.server,
+                                 api_key_file=options.api_key_file, spool_dir=options.spool_dir,
+                                 deadline=options.deadline, ca_file=options.ca_file)
         except CerthookError as exc:
             # Still find out what changed and spool it: a later flush, with
             # the configuration fixed, delivers it.
             notes.append(f"configuration unusable, nothing sent: {exc}")
-            config = ClientConfig(spool_dir=args.spool_dir or os.environ.get(
-                "CERTHOOK_SPOOL_DIR") or "/var/lib/certhook/spool")
-        return _hook(args, config, started, notes)
+            config = ClientConfig(spool_dir=options.spool_dir or os.environ.get(
+                "CERTHOOK_SPOOL_DIR") or DEFAULT_SPOOL_DIR)
+        return _hook(options, config, started, notes)
     except Exception as exc:  # never break certbot, whatever the fault
-        if getattr(args, "debug", False):
+        if options.debug:
             raise
         from certhook.client.submit import warn
         from certhook.errors import CerthookError
@@ -127,10 +197,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if key:
             what = what.replace(key, "***")
         warn("hook", [f"nothing reported: {what}"], config)
-        return 1 if args.strict else 0
+        return 1 if options.strict else 0
 
 
-def _hook(args: argparse.Namespace, config: ClientConfig, started: float,
+def _hook(options: HookOptions, config: ClientConfig, started: float,
           notes: list[str]) -> int:
     from certhook.client.changes import environment_kind
     from certhook.client.spool import Spool
@@ -140,10 +210,10 @@ def _hook(args: argparse.Namespace, config: ClientConfig, started: float,
 
     environ = os.environ
     deadline = Deadline(config.deadline - (time.monotonic() - started))
-    kind = args.kind or environment_kind(environ)
+    kind = options.kind or environment_kind(environ)
     notes = [*config.warnings, *notes]
     try:
-        changes = _changes(kind, environ, args, notes)
+        changes = _changes(kind, environ, options, notes)
     except CerthookError as exc:
         notes.append(f"cannot tell what certbot renewed: {exc}")
         changes = []
@@ -151,12 +221,12 @@ def _hook(args: argparse.Namespace, config: ClientConfig, started: float,
     notes.extend(problems)
     subs = drop_delivered(Spool(config.spool_dir), subs)
     outcome = deliver(config, subs, deadline)
-    if args.verbose:
+    if options.verbose:
         for sub in outcome.delivered:
             request = sub.request
             print(f"certhook hook: delivered {request.event or 'add'}"
                   f" {request.lineage or ' '.join(request.domains)} (id {request.id})")
     warn("hook", [*notes, outcome.warning()], config)
-    if args.strict and not outcome.ok:
+    if options.strict and not outcome.ok:
         return 1
     return 0

@@ -13,8 +13,6 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import configparser
-
     from certhook.probe import ProbeResult, Target
 
 DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
@@ -88,25 +86,6 @@ def _command_line_targets(args: argparse.Namespace, parser: argparse.ArgumentPar
     return targets
 
 
-def _read_conf(path: str, required: bool) -> configparser.ConfigParser:
-    import configparser
-
-    from certhook.errors import LocalError, ParseError
-
-    config = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as stream:
-            config.read_file(stream)
-    except FileNotFoundError:
-        if required:
-            raise LocalError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise LocalError(f"{path}: {exc.strerror or exc}") from None
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        raise ParseError(str(exc).splitlines()[0], path) from None
-    return config
-
-
 def _progress(done: int, total: int, result: ProbeResult) -> None:
     end = "\n" if done == total else ""
     sys.stderr.write(f"\rprobed {done}/{total}{end}")
@@ -143,12 +122,14 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
     config_dir = args.config_dir or (DEFAULT_CONFIG_DIR if args.from_certbot else None)
     if config_dir is not None:
         from certhook.certbot.lineage import read_state
+        from certhook.client.ini import read_ini
         from certhook.probe.targets import certbot_fingerprints, certbot_targets
 
         state = read_state(config_dir)
         fingerprints = certbot_fingerprints(state)
         if args.from_certbot:
-            conf = _read_conf(args.conf, required=args.conf != DEFAULT_CONF)
+            # The file the reporting client reads, read the same way.
+            conf = read_ini(args.conf, required=args.conf != DEFAULT_CONF)
             found, skipped = certbot_targets(state, conf)
             for note in skipped:
                 print(f"certhook probe: skipped {note}", file=sys.stderr)

@@ -9,7 +9,8 @@ or the protocol's default port when a protocol is named.
 
 ``--from-certbot`` probes every name of every lineage on the ports listed for
 that lineage in the ``[ports]`` section of certhook's conf
-(:func:`ports_for_lineage`); the reporting client reads the same section.
+(:func:`ports_for_lineage`); the reporting client reads the same section of
+the same file, through the same reader (:func:`certhook.client.ini.read_ini`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import TYPE_CHECKING, Union
 from certhook.errors import LocalError, ParseError
 
 if TYPE_CHECKING:
-    import configparser
     from collections.abc import Iterable, Mapping
 
     from certhook.certbot.lineage import CertbotState
@@ -228,10 +228,14 @@ def _target_line(words: list[str], starttls: str | None, source: str) -> Target:
     )
 
 
-def ports_for_lineage(config: configparser.ConfigParser, lineage: str) -> list[tuple[int, str]]:
+def ports_for_lineage(
+    sections: Mapping[str, Mapping[str, str]], lineage: str
+) -> list[tuple[int, str]]:
     """The ``(port, protocol)`` pairs to probe for a lineage's names.
 
-    Read from section ``[ports]`` of certhook's conf, one key per lineage::
+    ``sections`` is certhook's conf as :func:`certhook.client.ini.read_ini`
+    gives it; the pairs come from its section ``[ports]``, one key per
+    lineage (keys are case-insensitive)::
 
         [ports]
         example.org = 443, 25/smtp, 993, 587/submission
@@ -241,7 +245,7 @@ def ports_for_lineage(config: configparser.ConfigParser, lineage: str) -> list[t
     protocol of a bare port following :func:`protocol_for_port`. A lineage
     without a key is probed on 443 alone.
     """
-    value = config.get("ports", lineage, fallback=None) if config.has_section("ports") else None
+    value = sections.get("ports", {}).get(lineage.lower())
     if value is None:
         return [(443, "tls")]
     source = f"[ports] {lineage}"
@@ -260,7 +264,7 @@ def ports_for_lineage(config: configparser.ConfigParser, lineage: str) -> list[t
 
 
 def certbot_targets(
-    state: CertbotState, config: configparser.ConfigParser | None = None
+    state: CertbotState, sections: Mapping[str, Mapping[str, str]] | None = None
 ) -> tuple[list[Target], list[str]]:
     """Every name of every lineage on its ports, and the names skipped.
 
@@ -272,7 +276,7 @@ def certbot_targets(
     targets: list[Target] = []
     skipped: list[str] = []
     for lineage in state.lineages:
-        ports = ports_for_lineage(config, lineage.name) if config is not None else [(443, "tls")]
+        ports = ports_for_lineage(sections or {}, lineage.name)
         for name in lineage.domains:
             if name.startswith("*."):
                 skipped.append(f"{name} (lineage {lineage.name}): a wildcard has no host to probe")
