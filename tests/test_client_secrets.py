@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def test_every_command_keeps_the_key_to_itself(tmp_path: Path, mode: str) -> Non
     env = {"PATH": "/usr/bin:/bin", "CERTHOOK_CONFIG": str(conf),
            "RENEWED_LINEAGE": str(live), "RENEWED_DOMAINS": DOMAINS}
     outputs: list[str] = []
+    post_dir = tmp_path / "config" / "renewal-hooks" / "post"  # where it is a post hook
+    post_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "hooks" / "certhook.sh", post_dir / "certhook.sh")
     commands = [
         [str(VENV_BIN / "certhook"), "hook"],
         [str(VENV_BIN / "certhook"), "hook", "--strict", "--debug"],
@@ -53,13 +57,13 @@ def test_every_command_keeps_the_key_to_itself(tmp_path: Path, mode: str) -> Non
         [str(VENV_BIN / "certhook"), "report", "--config-dir", str(tmp_path / "config")],
         [str(VENV_BIN / "certhook"), "run", "--config-dir", str(tmp_path / "config"), "--",
          "true"],
-        ["/bin/bash", str(ROOT / "hooks" / "certhook-deploy.sh")],
-        ["/bin/bash", str(ROOT / "hooks" / "certhook-post.sh")],
+        ["/bin/bash", str(ROOT / "hooks" / "certhook.sh")],
+        ["/bin/bash", str(post_dir / "certhook.sh")],
     ]
     try:
         for argv in commands:
             proc = subprocess.run(argv, env={**env, "FAILED_DOMAINS": "b.example.org"}
-                                  if "post" in argv[-1] else env,
+                                  if "/post/" in argv[-1] else env,
                                   capture_output=True, text=True, timeout=60)
             outputs += [proc.stdout, proc.stderr]
     finally:

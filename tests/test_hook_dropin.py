@@ -17,11 +17,19 @@ from certhook.client.spool import Spool
 from certhook.commands.install_hook import dropin_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "hooks" / "certhook-deploy.sh"
-POST = ROOT / "hooks" / "certhook-post.sh"
+DEPLOY = ROOT / "hooks" / "certhook.sh"  # run from anywhere but a post/ directory: deploy
 VENV_BIN = Path(sys.executable).parent
 BARE_PATH = "/usr/bin:/bin"  # no certhook, and a python3 without it
 DOMAINS = "a.example.org www.a.example.org"
+
+
+def installed(tmp_path: Path, kind: str) -> Path:
+    """The drop-in as certbot's hook directory holds it: CONFIG/renewal-hooks/KIND/."""
+    target = tmp_path / "config" / "renewal-hooks" / kind / DEPLOY.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(DEPLOY.read_bytes())
+    target.chmod(0o755)
+    return target
 
 
 def run_dropin(script: Path, conf: Path, path: str = BARE_PATH, cwd: Path | None = None,
@@ -160,7 +168,10 @@ def test_bash_post_hook_reports_failures(tmp_path: Path) -> None:
     with LineServer() as server:
         conf = write_conf(tmp_path / "certhook.conf", server.url,
                           spool_dir=str(tmp_path / "spool"))
-        proc, _ = run_dropin(POST, conf, RENEWED_DOMAINS="a.example.org",
+        # RENEWED_LINEAGE is what certbot leaves in its environment from the last
+        # deploy hook: installed in post/, the script is a post hook all the same.
+        proc, _ = run_dropin(installed(tmp_path, "post"), conf, RENEWED_DOMAINS="a.example.org",
+                             RENEWED_LINEAGE=str(tmp_path / "config" / "live" / "a.example.org"),
                              FAILED_DOMAINS="b.example.org *.c.example.org")
     assert proc.returncode == 0 and proc.stderr == ""
     assert [(r.event, r.domains) for r in server.requests] == [
@@ -168,15 +179,12 @@ def test_bash_post_hook_reports_failures(tmp_path: Path) -> None:
 
 
 def test_bash_post_hook_leaves_renewals_to_an_installed_deploy_hook(tmp_path: Path) -> None:
-    hooks = tmp_path / "config" / "renewal-hooks"
-    for kind, source in (("deploy", DEPLOY), ("post", POST)):
-        (hooks / kind).mkdir(parents=True)
-        (hooks / kind / source.name).write_bytes(source.read_bytes())
-        (hooks / kind / source.name).chmod(0o755)
+    installed(tmp_path, "deploy")
+    post = installed(tmp_path, "post")
     with LineServer() as server:
         conf = write_conf(tmp_path / "certhook.conf", server.url,
                           spool_dir=str(tmp_path / "spool"))
-        proc, _ = run_dropin(hooks / "post" / POST.name, conf, RENEWED_DOMAINS="a.example.org",
+        proc, _ = run_dropin(post, conf, RENEWED_DOMAINS="a.example.org",
                              FAILED_DOMAINS="b.example.org")
     assert proc.returncode == 0
     assert [(r.event, r.domains) for r in server.requests] == [("failed", ("b.example.org",))]
@@ -201,13 +209,9 @@ def test_dropin_exits_0_with_nothing_configured(tmp_path: Path, live: Path) -> N
     assert len(Spool(str(tmp_path / "spool")).names()) == 1
 
 
-def test_shipped_copies_match_the_hooks_directory() -> None:
-    for script in (DEPLOY, POST):
-        packaged = Path(dropin_path(script.stem.split("-")[1]))
-        assert packaged.read_bytes() == script.read_bytes(), f"{packaged} differs from {script}"
-        assert script.stat().st_mode & stat.S_IXUSR
-    deploy, post = DEPLOY.read_text(), POST.read_text()
-    assert post == deploy.replace("\nCERTHOOK_KIND=deploy\n", "\nCERTHOOK_KIND=post\n")
+def test_hooks_directory_is_the_shipped_dropin() -> None:
+    assert DEPLOY.resolve() == Path(dropin_path()).resolve()
+    assert DEPLOY.stat().st_mode & stat.S_IXUSR
 
 
 @pytest.mark.parametrize(("flags", "kind"), [([], "deploy"), (["--post"], "post")])
@@ -215,11 +219,11 @@ def test_install_hook_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixtur
                                     flags: list[str], kind: str) -> None:
     config = tmp_path / "letsencrypt"
     config.mkdir()
-    target = config / "renewal-hooks" / kind / f"certhook-{kind}.sh"
+    target = config / "renewal-hooks" / kind / "certhook.sh"
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
     assert "installed" in capsys.readouterr().out
     assert target.stat().st_mode & 0o7777 == 0o755
-    assert target.read_bytes() == (ROOT / "hooks" / target.name).read_bytes()
+    assert target.read_bytes() == DEPLOY.read_bytes()
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
     assert "already installed" in capsys.readouterr().out
     target.write_text("#!/bin/sh\n# an older certhook\n")

@@ -1,7 +1,7 @@
 """The whole loop on loopback: certbot, the hook, the server, the probe, the report.
 
 Real certbot gets a certificate from pebble; its deploy hook (a bare bash
-/dev/tcp client, or the project's drop-in ``hooks/certhook-deploy.sh``
+/dev/tcp client, or the project's drop-in ``hooks/certhook.sh``
 running ``certhook hook``) submits it over the line protocol; the server probes a
 loopback TLS endpoint serving it and reports it ok. Then certbot renews
 while the endpoint keeps serving the old certificate: the server reports
@@ -82,7 +82,7 @@ def _dropin_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("CERTHOOK_CONFIG", str(conf))
     venv_bin = str(Path(sys.executable).parent)
     monkeypatch.setenv("PATH", f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    return HOOKS / "certhook-deploy.sh"
+    return HOOKS / "certhook.sh"
 
 
 @pytest.mark.slow
@@ -112,8 +112,6 @@ def test_full_loop(pebble: Pebble, certbot: Certbot, tmp_path: Path,
             assert srv.line_address and srv.http_address
             base = f"http://127.0.0.1:{srv.http_address[1]}"
             if hook_kind == "drop-in":
-                if not (HOOKS / "certhook-deploy.sh").exists():
-                    pytest.skip("hooks/certhook-deploy.sh is not there yet")
                 hook = _dropin_hook(tmp_path, monkeypatch, srv.line_address, key, endpoint.port)
             else:
                 answers = tmp_path / "hook-answers"

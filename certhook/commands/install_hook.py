@@ -1,9 +1,10 @@
 """``certhook install-hook``: put the drop-in hook into certbot's ``renewal-hooks``.
 
-Copies ``certhook-deploy.sh`` (or, with ``--post``, ``certhook-post.sh``)
-into ``CONFIG_DIR/renewal-hooks/deploy/`` (``post/``) with mode 0755, where
-certbot runs it after every renewal. Idempotent: an identical file is left
-alone; a different one (an older certhook's) is replaced atomically.
+Copies ``certhook.sh`` into ``CONFIG_DIR/renewal-hooks/deploy/`` (with
+``--post``, ``post/``) with mode 0755, where certbot runs it after every
+renewal (every renew run); the script takes its kind from that directory.
+Idempotent: an identical file is left alone; a different one (an older
+certhook's) is replaced atomically.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
 MODE = 0o755
 
 
-def dropin_path(kind: str) -> str:
-    """The drop-in shipped with this certhook (package data, ``certhook/client/dropins``)."""
+DROPIN = "certhook.sh"
+
+
+def dropin_path() -> str:
+    """The drop-in shipped with this certhook (package data; ``hooks/`` links to it)."""
     import certhook.client
 
-    return os.path.join(os.path.dirname(certhook.client.__file__), "dropins",
-                        f"certhook-{kind}.sh")
+    return os.path.join(os.path.dirname(certhook.client.__file__), "dropins", DROPIN)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +42,7 @@ def install(config_dir: str, kind: str) -> tuple[str, str]:
     from certhook.client.files import write_atomic
     from certhook.errors import LocalError
 
-    source = dropin_path(kind)
+    source = dropin_path()
     try:
         with open(source, "rb") as stream:
             data = stream.read()
@@ -50,7 +53,7 @@ def install(config_dir: str, kind: str) -> tuple[str, str]:
         raise LocalError(f"{config_dir}: no such directory (is certbot installed here?"
                          " --config-dir names another)")
     directory = os.path.join(config_dir, "renewal-hooks", kind)
-    target = os.path.join(directory, f"certhook-{kind}.sh")
+    target = os.path.join(directory, DROPIN)
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
     except OSError as exc:

@@ -1,12 +1,12 @@
 #!/bin/bash
 # certhook drop-in hook: tell the certhook audit server about renewed certificates.
 #
-# Install: copy certhook-deploy.sh to /etc/letsencrypt/renewal-hooks/deploy/
-# with mode 0755 (or run `certhook install-hook`); certbot runs it after each
-# renewal, with RENEWED_LINEAGE and RENEWED_DOMAINS set. certhook-post.sh,
-# the same script but for the line below, goes to renewal-hooks/post/ (or
-# `certhook install-hook --post`); it runs once per `certbot renew` and also
-# reports FAILED_DOMAINS (certbot 2.7.0 and later).
+# Install: copy this file, mode 0755, into /etc/letsencrypt/renewal-hooks/deploy/
+# (or run `certhook install-hook`): certbot runs it after each renewal, with
+# RENEWED_LINEAGE and RENEWED_DOMAINS set. To report failed renewals too, copy
+# it into renewal-hooks/post/ as well (`certhook install-hook --post`): there it
+# runs once per `certbot renew` and reports FAILED_DOMAINS (certbot 2.7.0 and
+# later), leaving renewals to the deploy copy when that is installed.
 #
 # With certhook installed (`certhook` on PATH, or `python3 -m certhook`) it
 # runs `certhook hook`. Without it, plain bash submits the domains itself:
@@ -19,7 +19,13 @@
 # It never fails certbot: whatever happens, it exits 0 within its deadline
 # ([client] deadline, default 10 seconds).
 
-CERTHOOK_KIND=deploy
+# Deploy or post hook: where the file is installed says. Not the environment:
+# certbot sets RENEWED_LINEAGE in its own process before running a deploy hook
+# (certbot/_internal/hooks.py), so the post hooks it runs later inherit it.
+case "$(basename "$(dirname "$0")")" in
+    post) CERTHOOK_KIND=post ;;
+    *) CERTHOOK_KIND=deploy ;;
+esac
 
 trap 'exit 0' EXIT
 umask 077
@@ -184,7 +190,7 @@ certhook_bash() {
             lineage=${lineage##*/}
         fi
         failed=""
-    elif [ -x "$certhook_hookdir/../deploy/certhook-deploy.sh" ]; then
+    elif [ -x "$certhook_hookdir/../deploy/certhook.sh" ]; then
         renewed=""  # the deploy drop-in has reported each renewal already
     fi
     [ -n "$renewed" ] && certhook_lines deployed "$lineage" "$fingerprint" "$renewed"
@@ -262,7 +268,7 @@ certhook_bash() {
 certhook_main() {
     local confdir=""
     certhook_hookdir=$(cd "$(dirname "$0")" 2>/dev/null && pwd)
-    # Installed as CONFIG/renewal-hooks/KIND/certhook-KIND.sh: certbot's config dir.
+    # Installed as CONFIG/renewal-hooks/KIND/certhook.sh: certbot's config dir.
     if [ "$(basename "$(dirname "$certhook_hookdir")")" = renewal-hooks ]; then
         confdir=$(dirname "$(dirname "$certhook_hookdir")")
     fi

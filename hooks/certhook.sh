@@ -1,0 +1,1 @@
+../certhook/client/dropins/certhook.sh
