@@ -54,6 +54,16 @@ def _no_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return asked
 
 
+def _submit_and_audit(cfg: Any, key: str, port: int) -> dict[str, Any]:
+    """Submit www.example.org on ``port``, wait for its first probe, return its row."""
+    with running(cfg) as srv:
+        client = LineClient(srv.line_address)
+        assert client.ask(add_line(key, "www.example.org", port=port)).startswith(b"ok")
+        client.close()
+        wait_until(lambda: all(t["last_probe"] for t in targets(cfg.db)), what="a probe")
+        return targets(cfg.db)[0]
+
+
 def test_a_resolved_name_is_probed_at_its_address_with_its_sni(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,13 +85,7 @@ def test_a_resolved_name_is_probed_at_its_address_with_its_sni(
     cfg = config(db, ca_file=str(ca_file), resolve=(("www.example.org", "127.0.0.1"),),
                  allow_networks=(ipaddress.ip_network("127.0.0.0/8"),))
     try:
-        with running(cfg) as srv:
-            client = LineClient(srv.line_address)
-            line = add_line(keys["alice"], "www.example.org", port=endpoint.port)
-            assert client.ask(line).startswith(b"ok")
-            client.close()
-            wait_until(lambda: all(t["last_probe"] for t in targets(db)), what="a probe")
-            row = targets(db)[0]
+        row = _submit_and_audit(cfg, keys["alice"], endpoint.port)
     finally:
         endpoint.close()
     assert row["status"] == "ok", row
@@ -97,13 +101,7 @@ def test_resolve_does_not_bypass_the_ssrf_guard(
     db, keys = new_db(tmp_path, "alice")
     cfg = config(db, resolve=(("www.example.org", "127.0.0.1"),))  # loopback not allowed
     try:
-        with running(cfg) as srv:
-            client = LineClient(srv.line_address)
-            line = add_line(keys["alice"], "www.example.org", port=listener.port)
-            assert client.ask(line).startswith(b"ok")
-            client.close()
-            wait_until(lambda: all(t["last_probe"] for t in targets(db)), what="a probe")
-            row = targets(db)[0]
+        row = _submit_and_audit(cfg, keys["alice"], listener.port)
     finally:
         listener.close()
     assert listener.accepted == 0
