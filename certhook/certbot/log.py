@@ -22,7 +22,6 @@ __all__ = [
     "LogEvent", "LogParser", "Run", "last_events", "last_events_for", "parse_log", "read_logs",
 ]
 
-LOG_NAME = "letsencrypt.log"
 _LOG_FILE = re.compile(r"letsencrypt\.log(?:\.([0-9]{1,9}))?")  # not "letsencrypt.log.2.gz"
 # asctime:levelname:name:message, certbot's file format since 0.1
 _RECORD = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}):([A-Z]+):([^:]*):(.*)")

@@ -65,11 +65,6 @@ class Target:
     expect_name: str | None = None
 
     @property
-    def is_address(self) -> bool:
-        """Whether ``host`` is an IP address literal."""
-        return _ip(self.host) is not None
-
-    @property
     def sni(self) -> str | None:
         """The server name to send in the ClientHello, if any."""
         name = self.servername or self.host

@@ -25,8 +25,6 @@ from typing import Any
 
 __all__ = ["Evaluation", "TargetState", "evaluate"]
 
-FAILING = ("warning", "critical", "unknown")
-
 
 @dataclass(frozen=True)
 class TargetState:
