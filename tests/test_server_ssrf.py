@@ -9,13 +9,13 @@ recorded and fails, so no test sends a packet off this machine.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import ssrf_helpers
 from server_helpers import (
     CountingListener,
     LineClient,
@@ -30,6 +30,8 @@ from server_helpers import (
 
 from certhook.probe import ProbeOptions, Target, probe
 from certhook.server.ssrf import forbidden_reason, make_guard
+
+no_packets = ssrf_helpers.no_packets  # the fixture: connect replaced, loopback only
 
 REFUSED = [
     ("127.0.0.1", "loopback"), ("127.255.0.9", "loopback"), ("::1", "loopback"),
@@ -112,36 +114,6 @@ def test_loopback_is_probed_when_allowed(
     with running(config(db, allow_networks=allow, probe_timeout=2.0)) as srv:
         _submit_loopback(srv, keys["alice"], v4, v6)
         wait_until(lambda: v4.accepted >= 2 and v6.accepted >= 2, what="probes of loopback")
-
-
-@pytest.fixture
-def no_packets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Replace connect: loopback passes, anything else is recorded and refused."""
-    attempts: list[Any] = []
-    real_connect = socket.socket.connect
-    real_create = socket.create_connection
-
-    def _loopback(address: Any) -> bool:
-        try:
-            return ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
-        except ValueError:
-            return False
-
-    def connect(self: socket.socket, address: Any) -> None:
-        if not _loopback(address):
-            attempts.append(address)
-            raise ConnectionRefusedError(111, "test: no packets beyond loopback")
-        real_connect(self, address)
-
-    def create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
-        if not _loopback(address):
-            attempts.append(address)
-            raise ConnectionRefusedError(111, "test: no packets beyond loopback")
-        return real_create(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "create_connection", create_connection)
-    return attempts
 
 
 PRIVATE_NAMES = {
