@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from certhook.escape import visible
+
 __all__ = ["Evaluation", "TargetState", "evaluate"]
 
 
@@ -62,7 +64,8 @@ class Evaluation:
 def _issuer(leaf: Any) -> str | None:
     if leaf is None:
         return None
-    return getattr(leaf, "issuer_cn", None) or getattr(leaf, "issuer", None)
+    issuer = getattr(leaf, "issuer_cn", None) or getattr(leaf, "issuer", None)
+    return None if issuer is None else visible(str(issuer))  # the certificate's words
 
 
 def _timestamp(value: Any) -> float | None:
@@ -83,9 +86,12 @@ def evaluate(
 ) -> Evaluation:
     """The new state of ``target`` after ``result`` (a ProbeResult) arrived at ``now``."""
     status = str(result.status)
-    reasons = [str(r) for r in (result.reasons or ())]
-    if result.error and str(result.error) not in reasons:
-        reasons.append(str(result.error))
+    # A reason quotes what the endpoint sent (its certificate's names): shown
+    # on one line, so that a newline in a name cannot make a second reason
+    # where reasons are stored one per line.
+    reasons = [visible(str(r)) for r in (result.reasons or ())]
+    if result.error and visible(str(result.error)) not in reasons:
+        reasons.append(visible(str(result.error)))
     leaf = result.leaf
     served = getattr(leaf, "fingerprint_sha256", None) if leaf is not None else None
     days_left = result.days_left
