@@ -57,10 +57,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from certhook.errors import UsageError
     from certhook.server.config import load_config
+    from certhook.server.logsafe import FORMAT, EscapingFormatter
     from certhook.server.runner import AuditServer
 
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Records quote peers (certificate names, client input): escaped, one line each.
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter(FORMAT))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         config = load_config(args.config)
         changes: dict[str, object] = {}
