@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from typing import Any, Callable
 
 from certhook import __version__
+from certhook.escape import for_header, for_terminal, visible
 from certhook.server import store
 from certhook.server.config import ServerConfig, SmtpConfig
 from certhook.server.worker import Worker
@@ -33,7 +34,10 @@ _POLL = 5.0
 
 
 def summary(payload: dict[str, Any]) -> str:
-    """One line: ``CRITICAL www.example.org:443/tls: renewed but not deployed ...``."""
+    """One line: ``CRITICAL www.example.org:443/tls: renewed but not deployed ...``.
+
+    The reason may quote a served certificate: control characters are escaped.
+    """
     where = f"{payload['domain']}:{payload['port']}/{payload['protocol']}"
     kind = payload.get("kind")
     if kind == "expiry":
@@ -42,7 +46,7 @@ def summary(payload: dict[str, Any]) -> str:
     if kind == "recovery":
         return f"RECOVERED {where}: ok again (was {payload.get('previous')})"
     first = (payload.get("reasons") or [""])[0]
-    return f"{str(payload.get('state', '')).upper()} {where}: {first}".rstrip(": ")
+    return visible(f"{str(payload.get('state', '')).upper()} {where}: {first}".rstrip(": "))
 
 
 def enqueue(conn: sqlite3.Connection, config: ServerConfig, account: str,
@@ -68,13 +72,14 @@ def send_email(smtp: SmtpConfig, to: str, payload: dict[str, Any]) -> None:
     msg = EmailMessage()
     msg["From"] = smtp.sender
     msg["To"] = to
-    msg["Subject"] = f"[certhook] {summary(payload)}"[:200]
+    # A CR or LF in a header value makes EmailMessage refuse the whole message.
+    msg["Subject"] = for_header(f"[certhook] {summary(payload)}", limit=200)
     lines = [summary(payload), ""]
     for key in ("account", "domain", "port", "protocol", "state", "previous", "days_left",
                 "issuer", "served_fingerprint", "expected_fingerprint"):
         if payload.get(key) is not None:
-            lines.append(f"{key}: {payload[key]}")
-    lines += ["", "reasons:"] + [f"  - {r}" for r in payload.get("reasons") or []]
+            lines.append(f"{key}: {for_terminal(payload[key])}")
+    lines += ["", "reasons:"] + [f"  - {for_terminal(r)}" for r in payload.get("reasons") or []]
     msg.set_content("\n".join(lines) + "\n")
     context = ssl.create_default_context(cafile=smtp.ca_file)
     client: smtplib.SMTP
