@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,40 @@ def test_status_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert {(d["account"], d["domain"], d["days_left"]) for d in data} == {
         ("alice", "good.example", 40), ("bob", "bad.example", 3)}
     assert main(["status", "--db", str(tmp_path / "missing.db")]) == 1
+
+
+RAW = "evil.example\x1b[2J\x1b]0;pwned\x07\u202eabc\x9bX"
+
+
+def test_raw_certificate_words_in_the_database(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # Rows written before reasons were escaped on the way in (or by hand) still
+    # hold raw control characters: every reader escapes them for its sink.
+    db, keys = new_db(tmp_path, "alice")
+    probe = FakeProbe({"bad.example": fake_result("critical", reasons=("x",))})
+    with running(config(db, failure_threshold=1), probe_fn=probe) as srv:
+        assert srv.line_address
+        LineClient(srv.line_address).ask(add_line(keys["alice"], "bad.example"))
+        wait_until(lambda: all(t["last_probe"] for t in target_rows(db)), what="probed")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE targets SET reasons = ?, issuer = ?",
+                 (f"name mismatch: SAN {RAW}\nsecond", f"CA {RAW}"))
+    conn.commit()
+    conn.close()
+    assert main(["status", "--db", db]) == 2
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
+        assert raw not in out
+    assert "SAN evil.example\\x1b[2J\\x1b]0;pwned\\x07\\u202eabc\\x9bX" in out
+    assert out.count("bad.example:443: ") == 2  # the two stored reasons, one line each
+    assert main(["status", "--db", db, "--json"]) == 2
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and json.loads(out)[0]["reasons"][0].endswith(RAW)
+    from certhook.server import store
+
+    conn = store.connect(db, create=False)
+    page = report.render_page(conn, "alice")
+    conn.close()
+    for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
+        assert raw not in page
+    assert "SAN evil.example\\x1b[2J\\x1b]0;pwned\\x07\\u202eabc\\x9bX" in page

@@ -1,7 +1,10 @@
 """The report: an HTML page for ``GET /`` and the same table for ``certhook status``.
 
 Server-rendered, no script: every value that came from a client or a
-remote certificate goes through ``html.escape``, and the history of each
+remote certificate goes through ``certhook.escape`` (``for_html`` on the
+page: markup escaped and control characters shown; ``for_terminal`` in the
+text table, so a certificate cannot clear the screen of ``certhook
+status``), and the history of each
 target is an inline SVG (days left over time, one dot per probe coloured by
 its status).
 """
@@ -13,6 +16,7 @@ import sqlite3
 import time
 from typing import Any
 
+from certhook.escape import for_html, for_terminal
 from certhook.server import queries
 
 __all__ = ["render_page", "render_text", "sparkline"]
@@ -89,7 +93,7 @@ def _rows(conn: sqlite3.Connection, account: str | None) -> list[tuple[sqlite3.R
 def render_page(conn: sqlite3.Connection, account: str, now: float | None = None) -> str:
     """The report page of ``account``: only its targets."""
     now = time.time() if now is None else now
-    esc = html.escape
+    esc = for_html
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>certhook: {esc(account)}</title><style>{_STYLE}</style></head><body>",
@@ -130,11 +134,11 @@ def render_text(conn: sqlite3.Connection, account: str | None, now: float | None
     for row, history in _rows(conn, account):
         marks = "".join({"ok": ".", "warning": "w", "critical": "C"}.get(r["status"], "?")
                         for r in history[-20:])
-        table.append([
+        table.append([for_terminal(cell) for cell in (
             row["account"], f"{row['domain']}:{row['port']}/{row['protocol']}", row["state"],
             "" if row["days_left"] is None else str(row["days_left"]),
             (row["issuer"] or "")[:30], _ago(row["last_probe"], now), _deployed(row), marks,
-        ])
+        )])
     if account is not None:
         header.pop(0)
         table = [header] + [r[1:] for r in table[1:]]
@@ -143,5 +147,5 @@ def render_text(conn: sqlite3.Connection, account: str | None, now: float | None
     for row, _ in _rows(conn, account):
         for reason in (row["reasons"] or "").split("\n"):
             if reason and row["state"] != "ok":
-                lines.append(f"  {row['domain']}:{row['port']}: {reason}")
+                lines.append(for_terminal(f"  {row['domain']}:{row['port']}: {reason}"))
     return "\n".join(lines) + "\n"
