@@ -9,6 +9,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Callable
 
+from certhook.escape import for_terminal
 from certhook.probe.result import STATUSES, ProbeOptions, ProbeResult, worst_status
 
 if TYPE_CHECKING:
@@ -60,8 +61,9 @@ def render_text(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
             result.status.upper(),
             "-" if result.days_left is None else f"{result.days_left}d",
             result.not_after.strftime("%Y-%m-%d") if result.not_after else "-",
-            display(result),
-            _details(result),
+            # names and reasons quote the served certificate: no control characters
+            for_terminal(display(result)),
+            for_terminal(_details(result)),
         )
         for result in results
     ]
@@ -94,17 +96,18 @@ _PLAIN_LABEL = re.compile(r"\w+")
 
 
 def _perf_label(text: str) -> str:
-    text = text.replace("=", "_").replace("'", "_")
+    text = for_terminal(text).replace("=", "_").replace("'", "_")
     return text if _PLAIN_LABEL.fullmatch(text) else f"'{text}'"
 
 
 def _nagios_line(result: ProbeResult) -> str:
+    # One line each: a newline from a certificate would end the plugin's status line.
     if result.error is not None:
-        return f"{display(result)}: {result.error}"
+        return for_terminal(f"{display(result)}: {result.error}")
     if result.reasons:
-        return f"{display(result)}: {'; '.join(result.reasons)}"
+        return for_terminal(f"{display(result)}: {'; '.join(result.reasons)}")
     assert result.not_after is not None
-    return (f"{display(result)}: {result.days_left} days left"
+    return for_terminal(f"{display(result)}: {result.days_left} days left"
             f" (not after {result.not_after.strftime('%Y-%m-%d')})")
 
 

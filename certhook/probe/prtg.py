@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from certhook.escape import for_terminal
 from certhook.probe.result import STATUSES, worst_status
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def _channels(result: ProbeResult, options: ProbeOptions, prefix: str) -> list[d
         channels.append({"channel": f"{prefix}Matches Local Certificate",
                          "value": 1 if result.local_match else 0,
                          "valuelookup": "prtg.standardlookups.boolean.statetrueok"})
-    reasons = "; ".join(result.reasons) or "ok"
+    reasons = for_terminal("; ".join(result.reasons) or "ok")  # shown by PRTG as text
     channels.append({
         "channel": f"{prefix}Status",
         "value": STATUSES[result.status],
@@ -101,19 +102,20 @@ def _text(result: ProbeResult) -> str:
     assert leaf is not None
     name = f"CN={leaf.subject_cn}" if leaf.subject_cn else leaf.subject
     head = f"{result.target.label}: {name}, sha256 {leaf.fingerprint_sha256}"
-    return f"{head}: {'; '.join(result.reasons)}" if result.reasons else head
+    return for_terminal(f"{head}: {'; '.join(result.reasons)}" if result.reasons else head)
 
 
 def render_prtg(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
     """The sensor JSON: channels for one target, prefixed by target for several."""
     failed = [result for result in results if result.status == "unknown"]
     if failed or not results:
-        text = "; ".join(f"{r.target.label}: {r.error}" for r in failed) or "no targets"
+        text = for_terminal("; ".join(f"{r.target.label}: {r.error}" for r in failed)
+                            or "no targets")
         body: dict[str, Any] = {"error": 1, "text": text[:_MAX_TEXT]}
     else:
         channels: list[dict[str, Any]] = []
         for result in results:
-            prefix = "" if len(results) == 1 else f"{result.target.label} "
+            prefix = "" if len(results) == 1 else f"{for_terminal(result.target.label)} "
             channels += _channels(result, options, prefix)
         ranked = sorted(results, key=lambda result: -STATUSES[result.status])
         if len(results) == 1:
