@@ -349,7 +349,10 @@ def warn(command: str, parts: Iterable[str | None], config: ClientConfig | None)
         return False
     if config is not None:
         text = config.redact(text)
-    text = " ".join(text.split())  # one line, whatever a peer put in its error text
+    from certhook.escape import for_terminal
+
+    # one line, and no terminal control, whatever a peer put in its error text
+    text = for_terminal(" ".join(text.split()))
     sys.stderr.write(f"certhook {command}: warning: {text}\n")
     sys.stderr.flush()
     return True
