@@ -238,3 +238,134 @@ def test_install_hook_needs_a_certbot_directory(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["install-hook", "--config-dir", str(tmp_path / "nope")]) == 1
     assert "no such directory" in capsys.readouterr().err
+
+
+# -- issue 8.1: a port-less bash submission never hides the richer one -------------
+
+PORTS = "[ports]\na.example.org = 20443, 25/smtp\n"
+
+
+def _with_ports(conf: Path, text: str = PORTS) -> Path:
+    conf.write_text(conf.read_text() + text)
+    return conf
+
+
+def _hook_env(monkeypatch: pytest.MonkeyPatch, conf: Path, live: Path) -> None:
+    for variable in ("CERTHOOK_SERVER", "CERTHOOK_API_KEY", "CERTHOOK_SPOOL_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CERTHOOK_CONFIG", str(conf))
+    monkeypatch.setenv("RENEWED_LINEAGE", str(live))
+    monkeypatch.setenv("RENEWED_DOMAINS", DOMAINS)
+
+
+def test_a_spooled_portless_line_does_not_suppress_the_hook_with_ports(
+        tmp_path: Path, live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The issue's scenario: the drop-in's bash fallback (here one that knew
+    # nothing of [ports], as before 8.1) spooled a port-less line for this
+    # renewal; then `certhook hook` as --deploy-hook flushes it and must still
+    # send its own submission, the one with the ports.
+    port = closed_port()
+    conf = write_conf(tmp_path / "certhook.conf", f"tcp://127.0.0.1:{port}",
+                      spool_dir=str(tmp_path / "spool"))
+    proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert "1 spooled in" in proc.stderr
+    [line] = Spool(str(tmp_path / "spool")).names()
+    assert " port " not in (tmp_path / "spool" / line).read_text()
+    _with_ports(conf)
+    _hook_env(monkeypatch, conf, live)
+    with LineServer(port=port) as server:
+        assert main(["hook", "--deploy"]) == 0
+    fingerprint = sha256_of_pem(live / "cert.pem")
+    assert [(r.client, r.ports, r.protocols, r.fingerprint) for r in server.requests] == [
+        ("bash", (), (), fingerprint),
+        ("certhook/0.1.0", (20443, 25), ("tls", "smtp"), fingerprint)]
+    assert Spool(str(tmp_path / "spool")).names() == []
+
+
+def test_bash_then_hook_in_one_renewal_send_the_ports_once(
+        tmp_path: Path, live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same renewal, both components as shipped: the bash fallback spools
+    # the [ports] it read; the hook sees that identical submission waiting,
+    # flushes it and does not send its own copy.
+    port = closed_port()
+    conf = _with_ports(write_conf(tmp_path / "certhook.conf", f"tcp://127.0.0.1:{port}",
+                                  spool_dir=str(tmp_path / "spool")))
+    proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert "1 spooled in" in proc.stderr
+    _hook_env(monkeypatch, conf, live)
+    with LineServer(port=port) as server:
+        assert main(["hook", "--deploy"]) == 0
+    assert [(r.client, r.ports, r.protocols) for r in server.requests] == [
+        ("bash", (20443, 25), ("tls", "smtp"))]
+
+
+def test_the_dropin_knows_every_protocol_the_probe_does() -> None:
+    from certhook.probe.starttls import protocol_for_port
+    from certhook.probe.targets import known_protocols
+
+    text = DEPLOY.read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("certhook_protocols=")]
+    table = dict(row.split("=") for row in line.split('"')[1].split())
+    assert {name: int(port) for name, port in table.items()} == known_protocols()
+    assert all(protocol_for_port(int(port)) == name for name, port in table.items())
+
+
+# [ports] values: the bash client must send what `certhook hook` sends.
+PORTS_TABLE = [
+    "20443",
+    "20443, 25/smtp",
+    "25/smtp 587 993",
+    "smtp, imap, 443",
+    "443",
+    "tls",
+    "443, 20443/tls, 20443",
+    "0020443 , ,25",
+    "20443,\n  25/smtp,\n\n  # a comment\n  993",
+    "xmpp-server 5432",
+    # refused, then the lineage goes without ports
+    "25/SMTP",
+    "70000",
+    "0",
+    "20443/",
+    "/smtp",
+    "smtp/25",
+    "foo",
+    "443, 25/gopher",
+    "99999999999999999999999",
+    "²",
+]
+
+
+@pytest.mark.parametrize("value", PORTS_TABLE)
+def test_bash_reads_ports_as_certhook_does(tmp_path: Path, live: Path, value: str) -> None:
+    from certhook.client.changes import Change
+    from certhook.client.config import load_config
+    from certhook.client.submit import submissions_for
+
+    with LineServer() as server:
+        conf = _with_ports(write_conf(tmp_path / "certhook.conf", server.url,
+                                      spool_dir=str(tmp_path / "spool")),
+                           f"[ports]\nother.example.org = 25\nA.example.org = {value}\n")
+        proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    config = load_config(str(conf))
+    [sub], problems = submissions_for([Change("deployed", "a.example.org", DOMAINS.split())],
+                                      config)
+    [request] = server.requests
+    assert (request.ports, request.protocols) == (sub.request.ports, sub.request.protocols)
+    assert proc.returncode == 0
+    if problems:
+        assert proc.stderr.count("\n") == 1 and str(conf) in proc.stderr
+        assert "reporting a.example.org without ports" in proc.stderr
+    else:
+        assert proc.stderr == ""
+
+
+def test_bash_reads_ports_from_default_and_ignores_other_sections(tmp_path: Path,
+                                                                  live: Path) -> None:
+    with LineServer() as server:
+        conf = _with_ports(write_conf(tmp_path / "certhook.conf", server.url,
+                                      spool_dir=str(tmp_path / "spool")),
+                           "[DEFAULT]\na.example.org = 20443\n[other]\nserver = x\n")
+        proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert proc.stderr == ""
+    assert [r.ports for r in server.requests] == [(20443,)]
