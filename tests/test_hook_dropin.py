@@ -214,24 +214,29 @@ def test_hooks_directory_is_the_shipped_dropin() -> None:
     assert DEPLOY.stat().st_mode & stat.S_IXUSR
 
 
-@pytest.mark.parametrize(("flags", "kind"), [([], "deploy"), (["--post"], "post")])
+@pytest.mark.parametrize(("flags", "kinds"), [([], ["deploy"]), (["--post"], ["deploy", "post"])])
 def test_install_hook_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                    flags: list[str], kind: str) -> None:
+                                    flags: list[str], kinds: list[str]) -> None:
     config = tmp_path / "letsencrypt"
     config.mkdir()
-    target = config / "renewal-hooks" / kind / "certhook.sh"
+    targets = [config / "renewal-hooks" / kind / "certhook.sh" for kind in kinds]
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
-    assert "installed" in capsys.readouterr().out
-    assert target.stat().st_mode & 0o7777 == 0o755
-    assert target.read_bytes() == DEPLOY.read_bytes()
+    assert capsys.readouterr().out.count(" installed ") == len(kinds)
+    shipped = DEPLOY.read_bytes()
+    command = f"certhook_installed=({VENV_BIN / 'certhook'})\n".encode()
+    for target in targets:
+        assert target.stat().st_mode & 0o7777 == 0o755
+        assert target.read_bytes() == shipped.replace(b"certhook_installed=()\n", command)
+    assert (config / "renewal-hooks" / "post").exists() == ("post" in kinds)
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
-    assert "already installed" in capsys.readouterr().out
-    target.write_text("#!/bin/sh\n# an older certhook\n")
-    target.chmod(0o700)
+    assert capsys.readouterr().out.count("already installed") == len(kinds)
+    targets[-1].write_text("#!/bin/sh\n# an older certhook\n")
+    targets[-1].chmod(0o700)
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
     assert "updated" in capsys.readouterr().out
-    assert target.stat().st_mode & 0o7777 == 0o755
-    assert sorted(os.listdir(target.parent)) == [target.name]
+    for target in targets:
+        assert target.stat().st_mode & 0o7777 == 0o755
+        assert sorted(os.listdir(target.parent)) == [target.name]
 
 
 def test_install_hook_needs_a_certbot_directory(tmp_path: Path,
@@ -369,3 +374,68 @@ def test_bash_reads_ports_from_default_and_ignores_other_sections(tmp_path: Path
         proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
     assert proc.stderr == ""
     assert [r.ports for r in server.requests] == [(20443,)]
+
+
+# -- issue 8.1: the drop-in finds the certhook that installed it ----------------
+
+HOOK_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # what cron and systemd give certbot
+
+
+def test_installed_dropin_runs_its_certhook_on_certbots_path(
+        tmp_path: Path, live: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config"
+    assert main(["install-hook", "--config-dir", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"it runs {VENV_BIN / 'certhook'}" in out
+    with LineServer() as server:
+        conf = _with_ports(write_conf(tmp_path / "certhook.conf", server.url,
+                                      spool_dir=str(tmp_path / "spool")))
+        proc, _ = run_dropin(config / "renewal-hooks" / "deploy" / "certhook.sh", conf,
+                             path=HOOK_PATH, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert [(r.client, r.ports) for r in server.requests] == [("certhook/0.1.0", (20443, 25))]
+
+
+def test_install_hook_prints_a_deploy_hook_that_works_on_certbots_path(
+        tmp_path: Path, live: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    assert main(["install-hook", "--config-dir", str(tmp_path / "config"), "--post"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "--deploy-hook" in line]
+    words = shlex.split(line.split("certbot renew ", 1)[1])
+    assert words[0] == "--deploy-hook" and words[2] == "--post-hook"
+    assert words[1] == f"{VENV_BIN / 'certhook'} hook"
+    with LineServer() as server:
+        conf = write_conf(tmp_path / "certhook.conf", server.url,
+                          spool_dir=str(tmp_path / "spool"))
+        # certbot runs a hook's command line with the shell (certbot/_internal/hooks.py)
+        proc = subprocess.run(["/bin/sh", "-c", words[1]], cwd="/", capture_output=True,
+                              text=True, timeout=60,
+                              env={"PATH": HOOK_PATH, "CERTHOOK_CONFIG": str(conf),
+                                   "RENEWED_LINEAGE": str(live), "RENEWED_DOMAINS": DOMAINS})
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert [r.client for r in server.requests] == ["certhook/0.1.0"]
+
+
+def test_a_dropin_whose_certhook_is_gone_still_reports(tmp_path: Path, live: Path) -> None:
+    from certhook.commands.install_hook import install
+
+    gone = tmp_path / "venv" / "bin" / "certhook"
+    target, what = install(str(tmp_path / "config"), "deploy", [str(gone)])
+    assert what == "installed"
+    with LineServer() as server:
+        conf = write_conf(tmp_path / "certhook.conf", server.url,
+                          spool_dir=str(tmp_path / "spool"))
+        proc, _ = run_dropin(Path(target), conf, path=HOOK_PATH,
+                             RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert proc.returncode == 0
+    assert [r.client for r in server.requests] == ["bash"]
+    assert proc.stderr.count("\n") == 1
+    assert f"{gone} (the certhook that installed this hook) is gone" in proc.stderr
+
+
+def test_install_hook_without_a_command_installs_the_shipped_file(tmp_path: Path) -> None:
+    from certhook.commands.install_hook import install
+
+    target, _ = install(str(tmp_path), "deploy", None)
+    assert Path(target).read_bytes() == DEPLOY.read_bytes()
