@@ -17,7 +17,6 @@ server's listener settings and the client's ``server =`` for it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -74,34 +73,68 @@ TRANSPORTS: dict[str, Callable[[Ports], tuple[str, str]]] = {
 
 # -- the pieces ---------------------------------------------------------------
 
+#: README's install section, line by line (tests/test_user_path.py runs it).
+INSTALL = [
+    "apt install python3-venv",
+    "python3 -m venv /opt/certhook",
+    "/opt/certhook/bin/pip install .",
+    "ln -s /opt/certhook/bin/certhook /usr/local/bin/certhook",
+    "certhook install-hook",
+]
+
+
+def readme_install() -> list[str]:
+    """The commands of README's install block, without their comments."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- install:", 1)[1].split("<!-- /install -->", 1)[0]
+    body = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in body.splitlines() if line.strip()]
+
+
+class Opt:
+    """README's install, done in a temporary directory instead of / (not on PATH)."""
+
+    def __init__(self, base: Path) -> None:
+        self.prefix = base / "opt-certhook"
+        self.local_bin = base / "usr-local-bin"
+        self.launcher = self.prefix / "bin" / "certhook"
+
+    def command(self, line: str, wheel: Path) -> str:
+        """A README line as this test runs it: in its directories, ``pip install .``
+        of the wheel built from this tree (``pip wheel .``), offline."""
+        line = line.replace("/opt/certhook", str(self.prefix))
+        line = line.replace("/usr/local/bin", str(self.local_bin))
+        return line.replace(" install .", f" install -q --no-index --no-deps {wheel}")
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """certhook's wheel, built from a copy of this tree (pip writes build/ into it)."""
-    base = tmp_path_factory.mktemp("wheel")
+def opt(tmp_path_factory: pytest.TempPathFactory) -> Opt:
+    """certhook built as a wheel from a copy of this tree (pip writes build/ into
+    its source) and installed by README's lines, but for install-hook."""
+    assert readme_install() == INSTALL
+    base = tmp_path_factory.mktemp("install")
     source = base / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
-    for name in ("bin", "certhook"):
+    for name in ("bin", "certhook", "docs"):
         shutil.copytree(ROOT / name, source / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                     "--disable-pip-version-check", "-w", str(base / "dist"), str(source)],
                    check=True, capture_output=True, timeout=300)
-    [built] = (base / "dist").glob("certhook-*.whl")
-    return built
-
-
-def install_venv(wheel: Path, prefix: Path) -> Path:
-    """README's install: a venv of the system's python3, certhook installed into it."""
-    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    subprocess.run([python, "-m", "venv", str(prefix)], check=True, timeout=120)
-    subprocess.run([str(prefix / "bin" / "pip"), "install", "-q", "--no-index", "--no-deps",
-                    "--disable-pip-version-check", str(wheel)],
-                   check=True, capture_output=True, timeout=120)
-    launcher = prefix / "bin" / "certhook"
-    assert launcher.exists()
-    return launcher
+    [wheel] = (base / "dist").glob("certhook-*.whl")
+    installed = Opt(base)
+    installed.local_bin.mkdir()
+    # "apt install python3-venv" is setup.sh's; Debian's python3 (stock Debian 12)
+    # makes the venv. The PATH puts it first, as on a server.
+    env = {"PATH": HOOK_PATH, "HOME": str(base), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run(["python3", "-c", "import ensurepip, venv"], env=env, check=True)
+    for line in INSTALL[1:-1]:
+        subprocess.run(["/bin/sh", "-ec", installed.command(line, wheel)], env=env,
+                       check=True, capture_output=True, timeout=300)
+    assert installed.launcher.exists()
+    return installed
 
 
 class Nginx:
@@ -212,9 +245,9 @@ def pebble(tmp_path: Path) -> Iterator[Pebble]:
 # -- the test -----------------------------------------------------------------
 
 @pytest.mark.parametrize("transport", sorted(TRANSPORTS))
-def test_renewed_but_not_deployed_reaches_the_user(tmp_path: Path, wheel: Path, pebble: Pebble,
+def test_renewed_but_not_deployed_reaches_the_user(tmp_path: Path, opt: Opt, pebble: Pebble,
                                                    transport: str) -> None:
-    certhook = install_venv(wheel, tmp_path / "opt-certhook")
+    certhook = opt.launcher
     assert shutil.which("certhook", path=HOOK_PATH) is None  # the venv is not on PATH
     clean = {"PATH": HOOK_PATH, "HOME": str(tmp_path), "LANG": "C.UTF-8"}
 
@@ -267,9 +300,11 @@ def test_renewed_but_not_deployed_reaches_the_user(tmp_path: Path, wheel: Path, 
             f"spool_dir = {tmp_path / 'spool'}\n[ports]\n{NAME} = {nginx.port}\n")
         client_conf.chmod(0o600)
         client_env = {**clean, "CERTHOOK_CONFIG": str(client_conf)}
+        # README's last line, as root runs it: certhook found through the link.
         installed = subprocess.run(
-            [str(certhook), "install-hook", "--config-dir", str(certbot.config_dir)],
-            env=client_env, check=True, capture_output=True, text=True, timeout=60)
+            [*INSTALL[-1].split(), "--config-dir", str(certbot.config_dir)],
+            env={**client_env, "PATH": f"{opt.local_bin}:{HOOK_PATH}"},
+            check=True, capture_output=True, text=True, timeout=60)
         assert f"it runs {certhook}" in installed.stdout
         subprocess.run([str(certhook), "report", "--config-dir", str(certbot.config_dir)],
                        env=client_env, check=True, capture_output=True, timeout=60)
@@ -304,3 +339,24 @@ def test_renewed_but_not_deployed_reaches_the_user(tmp_path: Path, wheel: Path, 
         for stop in reversed(stops):
             stop()
 
+
+
+def test_the_systemd_units_name_what_the_install_made(opt: Opt) -> None:
+    # Every absolute path a unit runs or points its Documentation= at exists
+    # after README's install (here under its temporary /opt).
+    named: list[str] = []
+    for unit in sorted((ROOT / "contrib" / "systemd").glob("*.service")):
+        for line in unit.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key == "ExecStart":
+                named.append(value.split()[0])
+            elif key == "Documentation":
+                named += [uri[len("file://"):] for uri in value.split()]
+                assert all(uri.startswith("file:///") for uri in value.split()), line
+    assert len(named) == 4
+    for path in named:
+        assert path.startswith("/opt/certhook/"), path
+        assert (opt.prefix / path[len("/opt/certhook/"):]).is_file(), path
+    version = subprocess.run([str(opt.local_bin / "certhook"), "--version"],
+                             capture_output=True, text=True, check=True, timeout=60)
+    assert version.stdout.split()[0] == "certhook"
