@@ -439,3 +439,33 @@ def test_install_hook_without_a_command_installs_the_shipped_file(tmp_path: Path
 
     target, _ = install(str(tmp_path), "deploy", None)
     assert Path(target).read_bytes() == DEPLOY.read_bytes()
+
+
+# -- issue 9.6: the bash client's spool, poisoned ------------------------------
+
+BAD_LINES = {
+    "brackets": b"[" * 60000,
+    "huge": b"command add domain " + b"a" * (1 << 20) + b"\n",
+    "empty": b"",
+    "binary": bytes(range(256)) * 8,
+    "no-newline-garbage": b"\x00\x01\x02",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_LINES))
+def test_bash_moves_a_corrupt_spool_line_aside(tmp_path: Path, live: Path, name: str) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    good = "command add domain old.example.org event deployed id 00000000000000aa client bash"
+    (spool_dir / "1700000000000-00000000000000aa.line").write_text(good + "\n")
+    bad = f"1700000000001-{name}.line"
+    (spool_dir / bad).write_bytes(BAD_LINES[name])
+    with LineServer() as server:
+        conf = write_conf(tmp_path / "certhook.conf", server.url, spool_dir=str(spool_dir))
+        proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert proc.returncode == 0
+    assert [r.domains for r in server.requests] == [("old.example.org",), tuple(DOMAINS.split())]
+    assert proc.stderr.count("\n") == 1
+    assert f"spool file {bad} is unreadable" in proc.stderr
+    assert (spool_dir / "corrupt" / bad).read_bytes() == BAD_LINES[name]
+    assert Spool(str(spool_dir)).names() == []

@@ -290,7 +290,21 @@ certhook_bash() {
         lock_ok=1
         for entry in "$certhook_spool"/*.line; do
             [ -f "$entry" ] || continue
-            IFS= read -r url <"$entry" && [ -n "$url" ] || continue
+            # One request line of at most 1,000 bytes, or the file is moved
+            # aside (as certhook's spool does): it must not stop the others.
+            url=""
+            IFS= read -r -n 1001 url <"$entry" 2>/dev/null
+            url=${url%$'\r'}
+            if [ -z "$url" ] || [ ${#url} -gt 998 ] || [ "${url#command }" = "$url" ]; then
+                local bad="$certhook_spool/corrupt/${entry##*/}"
+                mkdir -p -m 700 "$certhook_spool/corrupt" 2>/dev/null
+                if mv -f "$entry" "$bad" 2>/dev/null; then
+                    certhook_notes+=("spool file ${entry##*/} is unreadable (not one request line); moved to $bad")
+                else
+                    certhook_notes+=("spool file $entry is unreadable (not one request line) and cannot be moved to $certhook_spool/corrupt")
+                fi
+                continue
+            fi
             lines+=("$url")
             files+=("$entry")
         done
