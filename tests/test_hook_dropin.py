@@ -469,3 +469,17 @@ def test_bash_moves_a_corrupt_spool_line_aside(tmp_path: Path, live: Path, name:
     assert f"spool file {bad} is unreadable" in proc.stderr
     assert (spool_dir / "corrupt" / bad).read_bytes() == BAD_LINES[name]
     assert Spool(str(spool_dir)).names() == []
+
+
+def test_install_hook_warns_when_no_absolute_command_runs_this_certhook(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Debian's python3 without certhook: neither /usr/bin/certhook nor
+    # `/usr/bin/python3 -m certhook` (run from /) is this certhook.
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    assert main(["install-hook", "--config-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "installed" in out and "--deploy-hook" not in out
+    assert err.count("\n") == 1 and "looks for certhook on certbot's PATH" in err
+    installed = tmp_path / "renewal-hooks" / "deploy" / "certhook.sh"
+    assert installed.read_bytes() == DEPLOY.read_bytes()
