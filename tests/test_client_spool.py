@@ -7,10 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from client_helpers import KEY, LineServer, client_env
+from client_helpers import KEY, LineServer, client_env, make_lineage
 
 from certhook.client.files import write_atomic
 from certhook.client.spool import Spool
@@ -80,7 +81,7 @@ def test_disk_full_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert os.listdir(tmp_path) == []  # no temp file left behind
 
 
-def test_unreadable_files_move_to_rejected(tmp_path: Path) -> None:
+def test_unreadable_files_move_to_corrupt(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path))
     spool.add(request(1))
     (tmp_path / "0000000000001-bad.json").write_text("{not json")
@@ -88,7 +89,7 @@ def test_unreadable_files_move_to_rejected(tmp_path: Path) -> None:
     entries, warnings = spool.pending()
     assert [e.request for e in entries] == [request(1)]
     assert len(warnings) == 2
-    assert sorted(os.listdir(tmp_path / "rejected")) == [
+    assert sorted(os.listdir(tmp_path / "corrupt")) == [
         "0000000000001-bad.json", "0000000000002-bad.json"]
 
 
@@ -162,3 +163,96 @@ def test_two_concurrent_flushes_send_each_submission_once(tmp_path: Path) -> Non
     assert sorted(server.ids, key=str) == sorted(ids)
     assert sum("delivered 20 submissions" in out for out in outputs) == 1
     assert spool.names() == []
+
+
+# -- issue 9.6: no file can poison the spool ------------------------------------
+
+_VALID = json.dumps({"id": "00000000000000ee", "created": 1.0, "attempts": 1,
+                     "request": {"domains": ["x.example.org"], "id": "00000000000000ee"}})
+CORRUPT_FILES: dict[str, bytes] = {
+    "deep-nesting.json": b"[" * 60000,
+    "deep-objects.json": b'{"a":' * 60000,
+    "deep-request.json": b'{"request": ' + b"[" * 60000,
+    "truncated.json": _VALID[: len(_VALID) // 2].encode(),
+    "binary.json": bytes(range(256)) * 4,
+    "empty.json": b"",
+    "empty.line": b"",
+    "huge.json": b'{"request": {"domains": ["' + b"a" * (5 << 20) + b'"]}}',
+    "huge.line": b"command add domain " + b"a" * (1 << 20) + b" id 00000000000000aa\n",
+    "not-an-object.json": b"[]",
+    "null.json": b"null",
+    "request-a-list.json": json.dumps({"request": []}).encode(),
+    "domains-a-number.json": json.dumps({"request": {"domains": 5, "id": "0" * 16}}).encode(),
+    "id-a-list.json": json.dumps({"request": {"domains": ["a.example.org"], "id": [7]}}).encode(),
+    "ports-words.json": json.dumps({"request": {"domains": ["a.example.org"], "ports": ["x"],
+                                                "id": "0" * 16}}).encode(),
+    "port-huge.json": b'{"request": {"domains": ["a.example.org"], "ports": [' + b"9" * 5000
+                      + b'], "id": "0000000000000000"}}',
+    "no-id.line": b"command add domain a.example.org event deployed\n",
+    "nul-bytes.line": b"command add domain a\x00b id 00000000000000aa\n",
+    "brackets.line": b"[" * 60000,
+}
+
+
+def _poisoned_spool(spool_dir: Path, name: str, data: bytes | None) -> list[str]:
+    """An older and a newer good entry around one bad file; the good ids."""
+    spool = Spool(str(spool_dir))
+    ids = [spool.add(request(1)).request.id]
+    bad = spool_dir / f"{int(time.time() * 1000):013d}-{name}"
+    if data is None:
+        bad.mkdir()  # a directory named like an entry
+    else:
+        bad.write_bytes(data)
+    time.sleep(0.002)
+    ids.append(spool.add(request(2)).request.id)
+    return [i for i in ids if i]
+
+
+@pytest.mark.parametrize("name", [*CORRUPT_FILES, "a-directory.json"])
+@pytest.mark.parametrize("command", ["flush", "hook"])
+def test_a_corrupt_spool_file_stops_nothing(tmp_path: Path, name: str, command: str) -> None:
+    data = CORRUPT_FILES.get(name)
+    spool_dir = tmp_path / "spool"
+    good = _poisoned_spool(spool_dir, name, data)
+    live = make_lineage(tmp_path / "config", "new.example.org", "new.example.org")
+    with LineServer() as server:
+        env = client_env(tmp_path, server.url, RENEWED_LINEAGE=str(live),
+                         RENEWED_DOMAINS="new.example.org")
+        proc = subprocess.run([str(VENV_BIN / "certhook"), command], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr
+    expected = good + ([] if command == "flush" else [server.requests[-1].id])
+    assert server.ids == expected  # the good entries, in order, and the new submission
+    if command == "hook":
+        assert server.requests[-1].lineage == "new.example.org"
+    assert proc.returncode == 0
+    [bad] = [n for n in os.listdir(spool_dir) if n.endswith(name)] or [
+        n for n in os.listdir(spool_dir / "corrupt")]
+    if data is None:
+        assert (spool_dir / bad).is_dir() and proc.stderr == ""  # not an entry: left alone
+        return
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"spool file {bad} is unreadable (" in proc.stderr
+    assert f"moved to {spool_dir / 'corrupt' / bad}" in proc.stderr
+    assert (spool_dir / "corrupt" / bad).read_bytes() == data
+    assert Spool(str(spool_dir)).names() == []
+
+
+def test_an_unreadable_spool_file_stops_nothing(tmp_path: Path) -> None:
+    # Mode 0 stops no root process: run certhook flush as root without the
+    # capabilities that override file modes (as any other user would be).
+    spool_dir = tmp_path / "spool"
+    good = _poisoned_spool(spool_dir, "unreadable.json", _VALID.encode())
+    [bad] = [n for n in os.listdir(spool_dir) if n.endswith("unreadable.json")]
+    (spool_dir / bad).chmod(0)
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if (
+        os.geteuid() == 0) else []
+    with LineServer() as server:
+        proc = subprocess.run([*drop, str(VENV_BIN / "certhook"), "flush"],
+                              env=client_env(tmp_path, server.url), capture_output=True,
+                              text=True, timeout=60)
+    assert "Traceback" not in proc.stderr
+    assert server.ids == good
+    assert proc.returncode == 0 and proc.stderr.count("\n") == 1
+    assert f"spool file {bad} is unreadable (Permission denied); moved to" in proc.stderr
+    assert (spool_dir / "corrupt" / bad).exists()

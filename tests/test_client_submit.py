@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -16,6 +17,7 @@ from certhook.client.spool import Spool
 from certhook.client.submit import (
     Submission,
     build_requests,
+    content_key,
     deliver,
     drop_delivered,
     new_id,
@@ -219,3 +221,45 @@ def test_drop_delivered_skips_what_was_sent_or_spooled(tmp_path: Path,
     assert drop_delivered(spool, subs(2)) == []
     failed = subs(1, event="failed")
     assert drop_delivered(spool, failed) == failed  # failures carry no deployed key
+
+
+@pytest.mark.parametrize("differs", ["ports", "protocols", "domains", "fingerprint", "lineage"])
+def test_drop_delivered_compares_the_whole_content(tmp_path: Path, server: LineServer,
+                                                   differs: str) -> None:
+    # A spooled or delivered submission suppresses only one that says the
+    # same thing: never one with other ports, protocols, domains, fingerprint.
+    base: dict[str, Any] = {"domains": ["a.example.org"], "event": "deployed",
+                            "lineage": "a.example.org", "fingerprint": FP,
+                            "ports": [(20443, "tls")]}
+    changed: dict[str, Any] = {
+        "ports": {"ports": [(20443, "tls"), (25, "smtp")]},
+        "protocols": {"ports": [(20443, "smtp")]},
+        "domains": {"domains": ["a.example.org", "b.example.org"]},
+        "fingerprint": {"fingerprint": "cd" * 32},
+        "lineage": {"lineage": "b.example.org"},
+    }[differs]
+
+    def one(fields: dict[str, Any]) -> list[Submission]:
+        return [Submission(r) for r in build_requests(**fields)]
+
+    cfg = config(tmp_path, server.url)
+    spool = Spool(cfg.spool_dir)
+    spool.add(one(base)[0].request)
+    assert drop_delivered(spool, one(base)) == []  # identical and waiting
+    assert len(drop_delivered(spool, one({**base, **changed}))) == 1
+    deliver(cfg, [], Deadline(5))
+    assert spool.names() == []
+    assert drop_delivered(spool, one(base)) == []  # identical and delivered
+    assert len(drop_delivered(spool, one({**base, **changed}))) == 1
+
+
+def test_two_failed_runs_are_two_submissions_and_order_does_not_matter(
+        tmp_path: Path, server: LineServer) -> None:
+    cfg = config(tmp_path, server.url)
+    spool = Spool(cfg.spool_dir)
+    [ab] = build_requests(["a.example.org", "b.example.org"], event="failed", lineage="a")
+    [ba] = build_requests(["b.example.org", "a.example.org"], event="failed", lineage="a")
+    assert content_key(ab) == content_key(ba)
+    deliver(cfg, [Submission(ab, "failed a run-1")], Deadline(5))
+    assert drop_delivered(spool, [Submission(ba, "failed a run-1")]) == []
+    assert len(drop_delivered(spool, [Submission(ba, "failed a run-2")])) == 1

@@ -264,4 +264,4 @@ def test_a_corrupt_spool_file_is_reported_by_the_hook(
         assert len(server.requests) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "0000000000001-broken.json is unreadable" in err
-    assert (tmp_path / "spool" / "rejected" / "0000000000001-broken.json").exists()
+    assert (tmp_path / "spool" / "corrupt" / "0000000000001-broken.json").exists()

@@ -214,27 +214,272 @@ def test_hooks_directory_is_the_shipped_dropin() -> None:
     assert DEPLOY.stat().st_mode & stat.S_IXUSR
 
 
-@pytest.mark.parametrize(("flags", "kind"), [([], "deploy"), (["--post"], "post")])
+@pytest.mark.parametrize(("flags", "kinds"), [([], ["deploy"]), (["--post"], ["deploy", "post"])])
 def test_install_hook_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                    flags: list[str], kind: str) -> None:
+                                    flags: list[str], kinds: list[str]) -> None:
     config = tmp_path / "letsencrypt"
     config.mkdir()
-    target = config / "renewal-hooks" / kind / "certhook.sh"
+    targets = [config / "renewal-hooks" / kind / "certhook.sh" for kind in kinds]
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
-    assert "installed" in capsys.readouterr().out
-    assert target.stat().st_mode & 0o7777 == 0o755
-    assert target.read_bytes() == DEPLOY.read_bytes()
+    assert capsys.readouterr().out.count(" installed ") == len(kinds)
+    shipped = DEPLOY.read_bytes()
+    command = f"certhook_installed=({VENV_BIN / 'certhook'})\n".encode()
+    for target in targets:
+        assert target.stat().st_mode & 0o7777 == 0o755
+        assert target.read_bytes() == shipped.replace(b"certhook_installed=()\n", command)
+    assert (config / "renewal-hooks" / "post").exists() == ("post" in kinds)
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
-    assert "already installed" in capsys.readouterr().out
-    target.write_text("#!/bin/sh\n# an older certhook\n")
-    target.chmod(0o700)
+    assert capsys.readouterr().out.count("already installed") == len(kinds)
+    targets[-1].write_text("#!/bin/sh\n# an older certhook\n")
+    targets[-1].chmod(0o700)
     assert main(["install-hook", "--config-dir", str(config), *flags]) == 0
     assert "updated" in capsys.readouterr().out
-    assert target.stat().st_mode & 0o7777 == 0o755
-    assert sorted(os.listdir(target.parent)) == [target.name]
+    for target in targets:
+        assert target.stat().st_mode & 0o7777 == 0o755
+        assert sorted(os.listdir(target.parent)) == [target.name]
 
 
 def test_install_hook_needs_a_certbot_directory(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["install-hook", "--config-dir", str(tmp_path / "nope")]) == 1
     assert "no such directory" in capsys.readouterr().err
+
+
+# -- issue 8.1: a port-less bash submission never hides the richer one -------------
+
+PORTS = "[ports]\na.example.org = 20443, 25/smtp\n"
+
+
+def _with_ports(conf: Path, text: str = PORTS) -> Path:
+    conf.write_text(conf.read_text() + text)
+    return conf
+
+
+def _hook_env(monkeypatch: pytest.MonkeyPatch, conf: Path, live: Path) -> None:
+    for variable in ("CERTHOOK_SERVER", "CERTHOOK_API_KEY", "CERTHOOK_SPOOL_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CERTHOOK_CONFIG", str(conf))
+    monkeypatch.setenv("RENEWED_LINEAGE", str(live))
+    monkeypatch.setenv("RENEWED_DOMAINS", DOMAINS)
+
+
+def test_a_spooled_portless_line_does_not_suppress_the_hook_with_ports(
+        tmp_path: Path, live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The issue's scenario: the drop-in's bash fallback (here one that knew
+    # nothing of [ports], as before 8.1) spooled a port-less line for this
+    # renewal; then `certhook hook` as --deploy-hook flushes it and must still
+    # send its own submission, the one with the ports.
+    port = closed_port()
+    conf = write_conf(tmp_path / "certhook.conf", f"tcp://127.0.0.1:{port}",
+                      spool_dir=str(tmp_path / "spool"))
+    proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert "1 spooled in" in proc.stderr
+    [line] = Spool(str(tmp_path / "spool")).names()
+    assert " port " not in (tmp_path / "spool" / line).read_text()
+    _with_ports(conf)
+    _hook_env(monkeypatch, conf, live)
+    with LineServer(port=port) as server:
+        assert main(["hook", "--deploy"]) == 0
+    fingerprint = sha256_of_pem(live / "cert.pem")
+    assert [(r.client, r.ports, r.protocols, r.fingerprint) for r in server.requests] == [
+        ("bash", (), (), fingerprint),
+        ("certhook/0.1.0", (20443, 25), ("tls", "smtp"), fingerprint)]
+    assert Spool(str(tmp_path / "spool")).names() == []
+
+
+def test_bash_then_hook_in_one_renewal_send_the_ports_once(
+        tmp_path: Path, live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same renewal, both components as shipped: the bash fallback spools
+    # the [ports] it read; the hook sees that identical submission waiting,
+    # flushes it and does not send its own copy.
+    port = closed_port()
+    conf = _with_ports(write_conf(tmp_path / "certhook.conf", f"tcp://127.0.0.1:{port}",
+                                  spool_dir=str(tmp_path / "spool")))
+    proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert "1 spooled in" in proc.stderr
+    _hook_env(monkeypatch, conf, live)
+    with LineServer(port=port) as server:
+        assert main(["hook", "--deploy"]) == 0
+    assert [(r.client, r.ports, r.protocols) for r in server.requests] == [
+        ("bash", (20443, 25), ("tls", "smtp"))]
+
+
+def test_the_dropin_knows_every_protocol_the_probe_does() -> None:
+    from certhook.probe.starttls import protocol_for_port
+    from certhook.probe.targets import known_protocols
+
+    text = DEPLOY.read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("certhook_protocols=")]
+    table = dict(row.split("=") for row in line.split('"')[1].split())
+    assert {name: int(port) for name, port in table.items()} == known_protocols()
+    assert all(protocol_for_port(int(port)) == name for name, port in table.items())
+
+
+# [ports] values: the bash client must send what `certhook hook` sends.
+PORTS_TABLE = [
+    "20443",
+    "20443, 25/smtp",
+    "25/smtp 587 993",
+    "smtp, imap, 443",
+    "443",
+    "tls",
+    "443, 20443/tls, 20443",
+    "0020443 , ,25",
+    "20443,\n  25/smtp,\n\n  # a comment\n  993",
+    "xmpp-server 5432",
+    # refused, then the lineage goes without ports
+    "25/SMTP",
+    "70000",
+    "0",
+    "20443/",
+    "/smtp",
+    "smtp/25",
+    "foo",
+    "443, 25/gopher",
+    "99999999999999999999999",
+    "²",
+]
+
+
+@pytest.mark.parametrize("value", PORTS_TABLE)
+def test_bash_reads_ports_as_certhook_does(tmp_path: Path, live: Path, value: str) -> None:
+    from certhook.client.changes import Change
+    from certhook.client.config import load_config
+    from certhook.client.submit import submissions_for
+
+    with LineServer() as server:
+        conf = _with_ports(write_conf(tmp_path / "certhook.conf", server.url,
+                                      spool_dir=str(tmp_path / "spool")),
+                           f"[ports]\nother.example.org = 25\nA.example.org = {value}\n")
+        proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    config = load_config(str(conf))
+    [sub], problems = submissions_for([Change("deployed", "a.example.org", DOMAINS.split())],
+                                      config)
+    [request] = server.requests
+    assert (request.ports, request.protocols) == (sub.request.ports, sub.request.protocols)
+    assert proc.returncode == 0
+    if problems:
+        assert proc.stderr.count("\n") == 1 and str(conf) in proc.stderr
+        assert "reporting a.example.org without ports" in proc.stderr
+    else:
+        assert proc.stderr == ""
+
+
+def test_bash_reads_ports_from_default_and_ignores_other_sections(tmp_path: Path,
+                                                                  live: Path) -> None:
+    with LineServer() as server:
+        conf = _with_ports(write_conf(tmp_path / "certhook.conf", server.url,
+                                      spool_dir=str(tmp_path / "spool")),
+                           "[DEFAULT]\na.example.org = 20443\n[other]\nserver = x\n")
+        proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert proc.stderr == ""
+    assert [r.ports for r in server.requests] == [(20443,)]
+
+
+# -- issue 8.1: the drop-in finds the certhook that installed it ----------------
+
+HOOK_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # what cron and systemd give certbot
+
+
+def test_installed_dropin_runs_its_certhook_on_certbots_path(
+        tmp_path: Path, live: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config"
+    assert main(["install-hook", "--config-dir", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"it runs {VENV_BIN / 'certhook'}" in out
+    with LineServer() as server:
+        conf = _with_ports(write_conf(tmp_path / "certhook.conf", server.url,
+                                      spool_dir=str(tmp_path / "spool")))
+        proc, _ = run_dropin(config / "renewal-hooks" / "deploy" / "certhook.sh", conf,
+                             path=HOOK_PATH, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert [(r.client, r.ports) for r in server.requests] == [("certhook/0.1.0", (20443, 25))]
+
+
+def test_install_hook_prints_a_deploy_hook_that_works_on_certbots_path(
+        tmp_path: Path, live: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    assert main(["install-hook", "--config-dir", str(tmp_path / "config"), "--post"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "--deploy-hook" in line]
+    words = shlex.split(line.split("certbot renew ", 1)[1])
+    assert words[0] == "--deploy-hook" and words[2] == "--post-hook"
+    assert words[1] == f"{VENV_BIN / 'certhook'} hook"
+    with LineServer() as server:
+        conf = write_conf(tmp_path / "certhook.conf", server.url,
+                          spool_dir=str(tmp_path / "spool"))
+        # certbot runs a hook's command line with the shell (certbot/_internal/hooks.py)
+        proc = subprocess.run(["/bin/sh", "-c", words[1]], cwd="/", capture_output=True,
+                              text=True, timeout=60,
+                              env={"PATH": HOOK_PATH, "CERTHOOK_CONFIG": str(conf),
+                                   "RENEWED_LINEAGE": str(live), "RENEWED_DOMAINS": DOMAINS})
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert [r.client for r in server.requests] == ["certhook/0.1.0"]
+
+
+def test_a_dropin_whose_certhook_is_gone_still_reports(tmp_path: Path, live: Path) -> None:
+    from certhook.commands.install_hook import install
+
+    gone = tmp_path / "venv" / "bin" / "certhook"
+    target, what = install(str(tmp_path / "config"), "deploy", [str(gone)])
+    assert what == "installed"
+    with LineServer() as server:
+        conf = write_conf(tmp_path / "certhook.conf", server.url,
+                          spool_dir=str(tmp_path / "spool"))
+        proc, _ = run_dropin(Path(target), conf, path=HOOK_PATH,
+                             RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert proc.returncode == 0
+    assert [r.client for r in server.requests] == ["bash"]
+    assert proc.stderr.count("\n") == 1
+    assert f"{gone} (the certhook that installed this hook) is gone" in proc.stderr
+
+
+def test_install_hook_without_a_command_installs_the_shipped_file(tmp_path: Path) -> None:
+    from certhook.commands.install_hook import install
+
+    target, _ = install(str(tmp_path), "deploy", None)
+    assert Path(target).read_bytes() == DEPLOY.read_bytes()
+
+
+# -- issue 9.6: the bash client's spool, poisoned ------------------------------
+
+BAD_LINES = {
+    "brackets": b"[" * 60000,
+    "huge": b"command add domain " + b"a" * (1 << 20) + b"\n",
+    "empty": b"",
+    "binary": bytes(range(256)) * 8,
+    "no-newline-garbage": b"\x00\x01\x02",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_LINES))
+def test_bash_moves_a_corrupt_spool_line_aside(tmp_path: Path, live: Path, name: str) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    good = "command add domain old.example.org event deployed id 00000000000000aa client bash"
+    (spool_dir / "1700000000000-00000000000000aa.line").write_text(good + "\n")
+    bad = f"1700000000001-{name}.line"
+    (spool_dir / bad).write_bytes(BAD_LINES[name])
+    with LineServer() as server:
+        conf = write_conf(tmp_path / "certhook.conf", server.url, spool_dir=str(spool_dir))
+        proc, _ = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live), RENEWED_DOMAINS=DOMAINS)
+    assert proc.returncode == 0
+    assert [r.domains for r in server.requests] == [("old.example.org",), tuple(DOMAINS.split())]
+    assert proc.stderr.count("\n") == 1
+    assert f"spool file {bad} is unreadable" in proc.stderr
+    assert (spool_dir / "corrupt" / bad).read_bytes() == BAD_LINES[name]
+    assert Spool(str(spool_dir)).names() == []
+
+
+def test_install_hook_warns_when_no_absolute_command_runs_this_certhook(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Debian's python3 without certhook: neither /usr/bin/certhook nor
+    # `/usr/bin/python3 -m certhook` (run from /) is this certhook.
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
+    assert main(["install-hook", "--config-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "installed" in out and "--deploy-hook" not in out
+    assert err.count("\n") == 1 and "looks for certhook on certbot's PATH" in err
+    installed = tmp_path / "renewal-hooks" / "deploy" / "certhook.sh"
+    assert installed.read_bytes() == DEPLOY.read_bytes()

@@ -15,8 +15,11 @@ after the server answered ``ok``. The rules that make it lose nothing:
   request without it.
 - **One sender at a time.** Delivering the spool takes ``flock`` on
   ``.lock``, so two flushes never send the same file twice.
-- **Nothing silently dropped.** A file the server refused as ``syntax``, or
-  that no longer parses, moves to ``rejected/``.
+- **Nothing silently dropped.** A file the server refused as ``syntax``
+  moves to ``rejected/``. A file that cannot be read as an entry (not JSON,
+  nested too deeply, over 64 KiB, wrong types, unreadable) moves to
+  ``corrupt/``, with one warning naming it: one bad file never stops the
+  others or a new submission (issue 9.6).
 
 Files are ``MILLISECONDS-ID.json`` (``{"id", "created", "attempts",
 "last_error", "request": <the HTTPS JSON body>}``) or, written by the bash
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["Entry", "Spool"]
 
 REJECTED = "rejected"
+CORRUPT = "corrupt"
+_MAX_ENTRY = 64 * 1024  # a spooled request is under 2 KiB; anything past this is not one
 _LOCK = ".lock"
 _JOURNAL = ".delivered"
 _STALE_TEMP = 3600.0  # a temp file this old is abandoned, whoever wrote it
@@ -138,22 +143,24 @@ class Spool:
                 entries.append(self._load(path, name))
             except FileNotFoundError:
                 continue  # delivered by someone else meanwhile
-            except (OSError, ParseError, ValueError) as exc:
+            except Exception as exc:  # whatever a file holds, it must not stop the others
                 if not quarantine:
                     continue
-                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                reason = _reason(exc)
                 try:
-                    moved = self._move_to_rejected(path, name)
+                    moved = self._move_aside(path, name)
                     warnings.append(f"spool file {name} is unreadable ({reason});"
                                     f" moved to {moved}")
                 except LocalError as move_exc:
-                    warnings.append(f"spool file {name} is unreadable ({reason}): {move_exc}")
+                    warnings.append(f"spool file {path} is unreadable ({reason}): {move_exc}")
         entries.sort(key=lambda e: (e.created, e.path))  # names hold milliseconds only
         return entries, warnings
 
     def _load(self, path: str, name: str) -> Entry:
         with open(path, "rb") as stream:
-            data = stream.read(65536)
+            data = stream.read(_MAX_ENTRY + 1)
+        if len(data) > _MAX_ENTRY:
+            raise ParseError(f"over {_MAX_ENTRY // 1024} KiB", path)
         if name.endswith(".line"):
             from certhook.protocol import parse_request
 
@@ -171,6 +178,8 @@ class Spool:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise ParseError("not JSON", path) from None
+        except RecursionError:  # '[' * 60000
+            raise ParseError("JSON nested too deeply", path) from None
         if not isinstance(doc, dict):
             raise ParseError("not a JSON object", path)
         request = Request.from_json(doc.get("request"), None, path)
@@ -277,8 +286,15 @@ class Spool:
             raise LocalError(f"cannot create {directory}: {why(exc)}") from None
         return directory
 
-    def _move_to_rejected(self, path: str, name: str) -> str:
-        target = os.path.join(self._rejected_dir(), name)
+    def _move_aside(self, path: str, name: str) -> str:
+        directory = os.path.join(self.directory, CORRUPT)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            from certhook.client.files import why
+
+            raise LocalError(f"cannot create {directory}: {why(exc)}") from None
+        target = os.path.join(directory, name)
         try:
             os.replace(path, target)
         except OSError as exc:
@@ -343,7 +359,8 @@ class Spool:
             # (naming "ascii" would import encodings.ascii on every hook).
             with open(os.path.join(self.directory, _JOURNAL), encoding="utf-8",
                       errors="replace") as stream:
-                return {line.split(" ", 1)[1].rstrip("\n") for line in stream if " " in line}
+                text = stream.read(4 * _JOURNAL_MAX)  # a journal is kept under 64 KiB
+            return {line.split(" ", 1)[1] for line in text.splitlines() if " " in line}
         except OSError:
             return set()
 
@@ -373,6 +390,17 @@ class Spool:
                 write_atomic(self.directory, _JOURNAL, b"".join(lines[len(lines) // 2:]))
         except (OSError, LocalError):
             pass
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a spool file could not be loaded, in a few words."""
+    if isinstance(exc, ParseError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        from certhook.client.files import why
+
+        return why(exc)
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def _without_key(request: Request) -> Request:

@@ -25,8 +25,18 @@ if TYPE_CHECKING:
     from certhook.client.config import ClientConfig
     from certhook.client.transport import Deadline
 
-__all__ = ["CLIENT", "Outcome", "Submission", "build_requests", "deliver", "drop_delivered",
-           "new_id", "submissions_for", "warn"]
+__all__ = [
+    "CLIENT",
+    "Outcome",
+    "Submission",
+    "build_requests",
+    "content_key",
+    "deliver",
+    "drop_delivered",
+    "new_id",
+    "submissions_for",
+    "warn",
+]
 
 CLIENT = f"certhook/{__version__}"
 
@@ -37,14 +47,19 @@ def new_id() -> str:
 
 
 class Submission:
-    """A request (without key) and the journal key that marks it delivered, if any."""
+    """A request (without key) and the journal key that marks it delivered, if any.
+
+    ``context`` tells apart two submissions of the same content that are both
+    meant to be sent (the failures of two certbot runs: ``failed LINEAGE
+    START``); the journal key is the content key plus it.
+    """
 
     __slots__ = ("entry", "error", "journal_key", "rejected", "request", "server", "state")
 
-    def __init__(self, request: Request, journal_key: str | None = None,
+    def __init__(self, request: Request, context: str | None = None,
                  entry: Entry | None = None) -> None:
         self.request = request
-        self.journal_key = journal_key if journal_key is not None else _deployed_key(request)
+        self.journal_key = _journal_key(request, context)
         self.entry = entry  # set when it came from the spool
         self.state = "pending"  # -> "delivered" | "rejected"
         self.error: str | None = None
@@ -55,10 +70,34 @@ class Submission:
         return f"Submission({self.request.lineage!r}, {self.request.event!r}, {self.state})"
 
 
-def _deployed_key(request: Request) -> str | None:
-    if request.event == "deployed" and request.lineage and request.fingerprint:
-        return f"deployed {request.lineage} {request.fingerprint}"
-    return None
+def content_key(request: Request) -> str:
+    """What a submission says, as one word: two requests with the same key tell
+    the server the same thing, whatever their ids and clients.
+
+    Every field the server acts on (domains, ports with their protocols,
+    fingerprint, lineage, event) goes in, order-free; leaving any out would let
+    a poorer submission (a port-less one of the bash fallback) stand in for a
+    richer one (issue 8.1). SHA-256, so that a journal line stays short.
+    """
+    from certhook.client.changes import _sha256_hex
+
+    ports = sorted(zip(request.ports, (*request.protocols,
+                                       *("",) * (len(request.ports) - len(request.protocols)))))
+    text = "\n".join([
+        request.verb, request.event or "", request.lineage or "", request.fingerprint or "",
+        " ".join(sorted(request.domains)), " ".join(f"{port}/{proto}" for port, proto in ports),
+    ])
+    return _sha256_hex(text.encode("utf-8", "surrogateescape"))[:32]
+
+
+def _journal_key(request: Request, context: str | None) -> str | None:
+    """``EVENT LINEAGE CONTENT [CONTEXT]`` for what is sent once (a renewal, a
+    failed run), None for what is always sent (a sync, a bare add)."""
+    if context is None and not (
+            request.event == "deployed" and request.lineage and request.fingerprint):
+        return None
+    key = f"{request.event} {request.lineage or '-'} {content_key(request)}"
+    return f"{key} {context}" if context else key
 
 
 def _copy(request: Request, apikey: str | None) -> Request:
@@ -180,9 +219,11 @@ def _count(n: int) -> str:
 def drop_delivered(spool: Spool, submissions: Iterable[Submission]) -> list[Submission]:
     """Leave out submissions already delivered or waiting in the spool.
 
-    A deploy hook and a post hook (or ``certhook run``) may both see the
-    same renewal; its journal key (``deployed LINEAGE FINGERPRINT``) makes
-    the second one a no-op.
+    A deploy hook and a post hook (or ``certhook run``, or the drop-in's
+    bash fallback) may all see the same renewal; the journal key makes the
+    second identical submission a no-op. Identical means the whole content
+    (:func:`content_key`): a spooled line without ports never stands in for
+    one with them.
     """
     subs = list(submissions)
     if not any(s.journal_key for s in subs):
@@ -192,8 +233,9 @@ def drop_delivered(spool: Spool, submissions: Iterable[Submission]) -> list[Subm
         entries = spool.pending(quarantine=False)[0] if spool.has_pending() else []
     except LocalError:
         entries = []  # deliver() says what is wrong with the spool
-    seen.update(key for key in (_deployed_key(e.request) for e in entries) if key)
-    return [s for s in subs if s.journal_key is None or s.journal_key not in seen]
+    waiting = {content_key(e.request) for e in entries}
+    return [s for s in subs if s.journal_key is None or not (
+        s.journal_key in seen or content_key(s.request) in waiting)]
 
 
 def _send(config: ClientConfig, subs: list[Submission], deadline: Deadline,

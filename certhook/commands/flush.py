@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
+    from certhook.client.submit import Outcome
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from certhook.client.config import add_client_arguments
@@ -23,12 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import time
-
     from certhook.client.config import config_from_args
     from certhook.client.spool import Spool
     from certhook.client.submit import deliver, warn
     from certhook.client.transport import Deadline
+    from certhook.errors import LocalError
 
     config = config_from_args(args)
     spool = Spool(config.spool_dir)
@@ -38,27 +39,39 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     deadline = Deadline(config.deadline)
     outcome = deliver(config, [], deadline, lock_wait=config.deadline / 2)
-    left = spool.names()
+    try:
+        left = spool.names()
+    except LocalError as exc:
+        left = []
+        outcome.warnings.append(str(exc))
     delivered = outcome.delivered
     if delivered and not args.quiet:
         servers = ", ".join(dict.fromkeys(s.server for s in delivered if s.server))
         print(f"certhook flush: delivered {len(delivered)} submission"
               f"{'' if len(delivered) == 1 else 's'} to {servers}")
-    parts = list(config.warnings)
+    warn("flush", [*config.warnings, *_problems(outcome, left, config.spool_dir)], config)
+    return 1 if left or outcome.rejected or outcome.busy else 0
+
+
+def _problems(outcome: Outcome, left: list[str], spool_dir: str) -> list[str]:
+    """What to say about a flush, in parts of one warning line."""
+    import time
+
+    if not left:
+        return [w for w in [outcome.warning()] if w] + (
+            ["another certhook kept the spool locked until the deadline"] if outcome.busy else [])
+    parts: list[str] = []
     if outcome.busy:
         parts.append("another certhook kept the spool locked until the deadline")
-    if left:
-        oldest = left[0].split("-", 1)[0]
-        since = ""
-        if oldest.isdigit():
-            since = time.strftime(", the oldest since %Y-%m-%d %H:%M",
-                                  time.localtime(int(oldest) / 1000))
-        why = "; ".join(outcome.errors[-3:])
-        parts.append(f"{len(left)} submission{'' if len(left) == 1 else 's'} still waiting"
-                     f" in {config.spool_dir}{since}" + (f" ({why})" if why else ""))
-    parts.extend(w for w in [outcome.warning()] if w and not left)
-    if outcome.rejected and left:
-        parts.extend(f"the server refused submission {s.request.id} as malformed"
-                     f" ({s.error}); kept in {s.rejected}" for s in outcome.rejected)
-    warn("flush", parts, config)
-    return 1 if left or outcome.rejected or outcome.busy else 0
+    oldest = left[0].split("-", 1)[0]
+    since = ""
+    if oldest.isdigit() and len(oldest) <= 13:
+        since = time.strftime(", the oldest since %Y-%m-%d %H:%M",
+                              time.localtime(int(oldest) / 1000))
+    why = "; ".join(outcome.errors[-3:])
+    parts.append(f"{len(left)} submission{'' if len(left) == 1 else 's'} still waiting"
+                 f" in {spool_dir}{since}" + (f" ({why})" if why else ""))
+    parts.extend(f"the server refused submission {s.request.id} as malformed"
+                 f" ({s.error}); kept in {s.rejected}" for s in outcome.rejected)
+    parts.extend(outcome.warnings)  # corrupt spool files moved aside, and the like
+    return parts

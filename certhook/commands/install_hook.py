@@ -1,25 +1,36 @@
 """``certhook install-hook``: put the drop-in hook into certbot's ``renewal-hooks``.
 
 Copies ``certhook.sh`` into ``CONFIG_DIR/renewal-hooks/deploy/`` (with
-``--post``, ``post/``) with mode 0755, where certbot runs it after every
-renewal (every renew run); the script takes its kind from that directory.
-Idempotent: an identical file is left alone; a different one (an older
-certhook's) is replaced atomically.
+``--post``, into ``post/`` as well) with mode 0755, where certbot runs it
+after every renewal (and once per renew run); the script takes its kind
+from its directory.
+
+The installed copy names the certhook that installed it by absolute path
+(this interpreter's ``certhook`` launcher, else ``python -m certhook``):
+certbot run from cron or a systemd timer has ``PATH=/usr/sbin:/usr/bin:
+/sbin:/bin``, where a certhook in a venv or pipx is not, and the drop-in
+would fall back to its bash client (issue 8.1). Idempotent: an identical
+file is left alone; a different one (an older certhook's, another
+interpreter's) is replaced atomically.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
 DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
 MODE = 0o755
-
-
 DROPIN = "certhook.sh"
+# The line of the drop-in that install-hook fills in.
+_SLOT = b"certhook_installed=()\n"
+# What cron and systemd run certbot (and so its hooks) with.
+HOOK_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def dropin_path() -> str:
@@ -33,13 +44,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, metavar="DIR",
                         help=f"certbot's configuration directory (default {DEFAULT_CONFIG_DIR})")
     parser.add_argument("--post", action="store_true",
-                        help="install the post hook (renewal-hooks/post: once per certbot renew,"
-                             " also reports failures) instead of the deploy hook")
+                        help="also install the post hook (renewal-hooks/post: once per certbot"
+                             " renew, reports failed renewals too)")
 
 
-def install(config_dir: str, kind: str) -> tuple[str, str]:
-    """Install one drop-in; returns (its path, "installed" | "updated" | "unchanged")."""
-    from certhook.client.files import write_atomic
+def _works(command: Sequence[str]) -> bool:
+    """Whether ``command --version`` is this certhook, run as certbot runs hooks."""
+    import subprocess
+
+    from certhook import __version__
+
+    try:
+        proc = subprocess.run([*command, "--version"], cwd="/", env={"PATH": HOOK_PATH},
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and proc.stdout.split() == [b"certhook", __version__.encode()]
+
+
+def this_certhook() -> list[str] | None:
+    """The absolute command that runs this certhook from anywhere, or None.
+
+    The ``certhook`` launcher beside this interpreter (a venv's or pipx's
+    ``bin/``), else ``INTERPRETER -m certhook``; each is checked by running
+    it with certbot's hook PATH, from ``/``. None when neither works (a
+    checkout on ``PYTHONPATH``): the drop-in then looks on its PATH.
+    """
+    executable = sys.executable
+    if not executable or not os.path.isabs(executable):
+        return None
+    launcher = os.path.join(os.path.dirname(executable), "certhook")
+    candidates = [[executable, "-m", "certhook"]]
+    if os.access(launcher, os.X_OK):
+        candidates.insert(0, [launcher])
+    for command in candidates:
+        if not any(c in word for word in command for c in "\n\r\0") and _works(command):
+            return command
+    return None
+
+
+def render(command: Sequence[str] | None) -> bytes:
+    """The drop-in with ``command`` written into it (unchanged for None)."""
     from certhook.errors import LocalError
 
     source = dropin_path()
@@ -49,6 +94,23 @@ def install(config_dir: str, kind: str) -> tuple[str, str]:
     except OSError as exc:
         raise LocalError(f"{source}: the drop-in is missing from this certhook"
                          f" installation: {exc.strerror or exc}") from None
+    if not command:
+        return data
+    if data.count(_SLOT) != 1:
+        raise LocalError(f"{source}: no {_SLOT.decode().strip()} line to fill in")
+    import shlex
+
+    words = " ".join(shlex.quote(word) for word in command)
+    return data.replace(_SLOT, f"certhook_installed=({words})\n".encode())
+
+
+def install(config_dir: str, kind: str, command: Sequence[str] | None = None) -> tuple[str, str]:
+    """Install one drop-in that runs ``command`` (None: what it finds on PATH);
+    returns (its path, "installed" | "updated" | "unchanged")."""
+    from certhook.client.files import write_atomic
+    from certhook.errors import LocalError
+
+    data = render(command)
     if not os.path.isdir(config_dir):
         raise LocalError(f"{config_dir}: no such directory (is certbot installed here?"
                          " --config-dir names another)")
@@ -73,11 +135,28 @@ def install(config_dir: str, kind: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    kind = "post" if args.post else "deploy"
-    target, what = install(args.config_dir, kind)
-    if what == "unchanged":
-        print(f"certhook install-hook: {target} is already installed")
-    else:
-        print(f"certhook install-hook: {what} {target}; certbot runs it after every"
-              f" {'renew run' if kind == 'post' else 'renewal'}")
+    import shlex
+
+    command = this_certhook()
+    kinds = ["deploy", "post"] if args.post else ["deploy"]
+    for kind in kinds:
+        target, what = install(args.config_dir, kind, command)
+        when = "renew run" if kind == "post" else "renewal"
+        if what == "unchanged":
+            print(f"certhook install-hook: {target} is already installed")
+        else:
+            print(f"certhook install-hook: {what} {target}; certbot runs it after every {when}")
+    if command is None:
+        from certhook.client.submit import warn
+
+        warn("install-hook", [f"cannot run this certhook by an absolute path ({sys.executable}"
+                              " -m certhook fails from /): the hook looks for certhook on"
+                              f" certbot's PATH, else uses its bash client"], None)
+        return 0
+    print(f"certhook install-hook: it runs {shlex.join(command)}")
+    flags = [f"--deploy-hook {shlex.quote(shlex.join([*command, 'hook']))}"]
+    if args.post:
+        flags.append(f"--post-hook {shlex.quote(shlex.join([*command, 'hook', '--post']))}")
+    print(f"certhook install-hook: instead of the drop-in, certbot can run it as:"
+          f" certbot renew {' '.join(flags)}")
     return 0

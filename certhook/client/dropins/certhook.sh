@@ -1,23 +1,35 @@
 #!/bin/bash
 # certhook drop-in hook: tell the certhook audit server about renewed certificates.
 #
-# Install: copy this file, mode 0755, into /etc/letsencrypt/renewal-hooks/deploy/
-# (or run `certhook install-hook`): certbot runs it after each renewal, with
-# RENEWED_LINEAGE and RENEWED_DOMAINS set. To report failed renewals too, copy
-# it into renewal-hooks/post/ as well (`certhook install-hook --post`): there it
-# runs once per `certbot renew` and reports FAILED_DOMAINS (certbot 2.7.0 and
-# later), leaving renewals to the deploy copy when that is installed.
+# Install: `certhook install-hook` (or copy this file, mode 0755, into
+# /etc/letsencrypt/renewal-hooks/deploy/): certbot runs it after each renewal,
+# with RENEWED_LINEAGE and RENEWED_DOMAINS set. `certhook install-hook --post`
+# puts it into renewal-hooks/post/ as well: there it runs once per `certbot
+# renew` and reports FAILED_DOMAINS (certbot 2.7.0 and later), leaving
+# renewals to the deploy copy.
 #
-# With certhook installed (`certhook` on PATH, or `python3 -m certhook`) it
-# runs `certhook hook`. Without it, plain bash submits the domains itself:
-# `command add domain ... client bash apikey KEY` over /dev/tcp, to the
-# first tcp:// server of [client] server in /etc/certhook/certhook.conf (or
-# CERTHOOK_SERVER), with the key from api_key / api_key_file (or
-# CERTHOOK_API_KEY). A line that is not answered "ok" waits in the spool
-# directory and is sent again on the next run, or by `certhook flush`.
+# It runs `certhook hook`: the certhook that installed it (install-hook writes
+# its absolute path below, so that it is found whatever PATH certbot runs
+# hooks with: cron and systemd give /usr/sbin:/usr/bin:/sbin:/bin), else
+# `certhook` on PATH, else `python3 -m certhook`. Without any of them, plain
+# bash submits the renewal itself: `command add domain ... port ... protocol
+# ... lineage ... fingerprint ... event ... client bash apikey KEY` over
+# /dev/tcp, to the first tcp:// server of [client] server in
+# /etc/certhook/certhook.conf (or CERTHOOK_CONFIG, CERTHOOK_SERVER), with the
+# key from api_key / api_key_file (or CERTHOOK_API_KEY) and the lineage's
+# ports from [ports] of the same file. A line that is not answered "ok" waits
+# in the spool directory and is sent again on the next run, or by
+# `certhook flush`. docs/client.md says what the bash client covers.
 #
 # It never fails certbot: whatever happens, it exits 0 within its deadline
-# ([client] deadline, default 10 seconds).
+# ([client] deadline, default 10 seconds), with at most one warning line.
+
+# The certhook that installed this copy (`certhook install-hook` writes it here).
+certhook_installed=()
+
+# Every protocol name a [ports] entry may carry, with its default port: the
+# table of certhook.probe.starttls (tests/test_hook_dropin.py holds them equal).
+certhook_protocols="tls=443 smtp=25 submission=587 lmtp=24 ftp=21 nntp=119 pop3=110 imap=143 sieve=4190 ldap=389 xmpp=5222 xmpp-server=5269 postgres=5432 mysql=3306"
 
 # Deploy or post hook: where the file is installed says. Not the environment:
 # certbot sets RENEWED_LINEAGE in its own process before running a deploy hook
@@ -30,41 +42,108 @@ esac
 trap 'exit 0' EXIT
 umask 077
 
+certhook_notes=()  # what went wrong, said in one warning line at the end
+
+certhook_join() {
+    local text="$1" part
+    shift
+    for part in "$@"; do text+="; $part"; done
+    printf '%s' "$text"
+}
+
 certhook_warn() {
     local text="$*"
     if [ -n "${certhook_key:-}" ]; then
         text=${text//"$certhook_key"/***}
     fi
+    text=${text//[$'\r\n\t']/ }
     printf 'certhook %s hook: warning: %s\n' "$CERTHOOK_KIND" "$text" >&2
 }
 
-# The [client] keys of certhook's INI file (Python's configparser reads the same).
+# certhook's INI file as Python's configparser reads it (certhook/client/ini.py):
+# [section] headers, `key = value` or `key: value` (keys case-insensitive),
+# comment lines, continuation lines indented deeper than their key, [DEFAULT]
+# for every section. Fills certhook_conf["SECTION.key"] for [client], [ports]
+# and [DEFAULT].
 certhook_read_conf() {
-    local file="$1" section="" line key value
+    local file="$1" section="" raw line key="" value lead indent=0
     [ -r "$file" ] || return 0
-    while IFS= read -r line || [ -n "$line" ]; do
-        line=${line%$'\r'}
-        line=${line#"${line%%[![:space:]]*}"}
+    while IFS= read -r raw || [ -n "$raw" ]; do
+        raw=${raw%$'\r'}
+        line=${raw#"${raw%%[![:space:]]*}"}
+        lead=$((${#raw} - ${#line}))
+        line=${line%"${line##*[![:space:]]}"}
+        case "$line" in '' | '#'* | ';'*) continue ;; esac
+        if [ -n "$key" ] && [ "$lead" -gt "$indent" ]; then
+            certhook_conf["$section.$key"]+=$'\n'$line  # a continuation line
+            continue
+        fi
+        key=""
         case "$line" in
-            '' | '#'* | ';'*) continue ;;
-            '['*']'*) section=${line#[}; section=${section%%]*}; continue ;;
+            '['*']'*) section=${line#[}; section=${section%]*}; continue ;;
             *[=:]*) ;;
             *) continue ;;
         esac
-        [ "$section" = client ] || continue
+        case "$section" in client | ports | DEFAULT) ;; *) continue ;; esac
         key=${line%%[=:]*}
         value=${line#*[=:]}
         key=${key%"${key##*[![:space:]]}"}
+        key=${key,,}
         value=${value#"${value%%[![:space:]]*}"}
-        value=${value%"${value##*[![:space:]]}"}
-        case "${key,,}" in
-            server) certhook_server=$value ;;
-            api_key) certhook_key=$value ;;
-            api_key_file) certhook_key_file=$value ;;
-            spool_dir) certhook_spool=$value ;;
-            deadline) certhook_deadline=$value ;;
-        esac
+        indent=$lead
+        certhook_conf["$section.$key"]=$value
     done <"$file"
+}
+
+# A [client] (else [DEFAULT]) value.
+certhook_client() {
+    local key="client.$1"
+    [ -n "${certhook_conf[$key]+set}" ] || key="DEFAULT.$1"
+    printf '%s' "${certhook_conf[$key]:-}"
+}
+
+# The protocol words for a lineage's [ports] line, as certhook.probe.targets
+# reads it: PORT, PORT/PROTOCOL or PROTOCOL, separated by commas or blanks;
+# the protocol of a bare port is the STARTTLS protocol whose default port it
+# is, else tls; 443/tls alone is left out (no port means 443). Sets
+# certhook_port_words; on a bad entry, certhook_notes says so and the lineage
+# is reported without ports, as certhook hook does.
+certhook_ports() {
+    local lineage="$1" conf="$2" key value entry port proto pairs=() words=() pair row known=""
+    certhook_port_words=""
+    key="ports.${lineage,,}"
+    [ -n "${certhook_conf[$key]+set}" ] || key="DEFAULT.${lineage,,}"
+    [ -n "${certhook_conf[$key]+set}" ] || return 0
+    value=${certhook_conf[$key]//,/ }
+    read -r -d '' -a words <<<"$value"
+    for entry in "${words[@]}"; do
+        if [ "${entry#*/}" != "$entry" ]; then
+            port=${entry%%/*} proto=${entry#*/}
+        elif [ -n "$entry" ] && [ -z "${entry//[0-9]/}" ]; then
+            port=$entry proto=tls
+            for row in $certhook_protocols; do
+                [ "${row#*=}" = "$((10#$port))" ] && proto=${row%%=*}
+            done
+        else
+            port="" proto=$entry
+            for row in $certhook_protocols; do
+                [ "${row%%=*}" = "$proto" ] && port=${row#*=}
+            done
+        fi
+        case " $certhook_protocols " in *" $proto="*) ;; *) port="" ;; esac
+        while [ "${port:0:1}" = 0 ] && [ ${#port} -gt 1 ]; do port=${port:1}; done
+        if [ -z "$port" ] || [ -n "${port//[0-9]/}" ] || [ ${#port} -gt 5 ] \
+            || [ "$((10#$port))" -lt 1 ] || [ "$((10#$port))" -gt 65535 ]; then
+            for row in $certhook_protocols; do known+="${known:+, }${row%%=*}"; done
+            certhook_notes+=("$conf: [ports] $lineage: ${entry:0:40}: not PORT, PORT/PROTOCOL or PROTOCOL (protocols: $known); reporting $lineage without ports")
+            return 0
+        fi
+        pair="$((10#$port))/$proto"
+        case " ${pairs[*]} " in *" $pair "*) ;; *) pairs+=("$pair") ;; esac
+    done
+    [ "${pairs[*]}" = "443/tls" ] && return 0
+    for pair in "${pairs[@]}"; do certhook_port_words+=" port ${pair%/*}"; done
+    for pair in "${pairs[@]}"; do certhook_port_words+=" protocol ${pair#*/}"; done
 }
 
 certhook_new_id() {
@@ -97,9 +176,9 @@ certhook_fingerprint() {
 # Request lines (without the key) for a list of domains, split so that each
 # line, with " apikey KEY" and CRLF, stays within the protocol's 1,000 bytes.
 certhook_lines() {
-    local event="$1" lineage="$2" fingerprint="$3" domains="$4"
+    local event="$1" lineage="$2" fingerprint="$3" domains="$4" ports="$5"
     local tail budget current="" domain list=()
-    tail=""
+    tail=$ports
     [ -n "$lineage" ] && tail+=" lineage $lineage"
     [ -n "$fingerprint" ] && tail+=" fingerprint $fingerprint"
     tail+=" event $event"
@@ -147,9 +226,15 @@ certhook_spool_line() {
 certhook_bash() {
     local certhook_server="" certhook_key="" certhook_key_file="" certhook_spool=""
     local certhook_deadline="" conf host="" port=10023 entry url lines=() files=() i
-    local certhook_lines_out=() lock_ok=0
+    local certhook_lines_out=() lock_ok=0 certhook_port_words=""
+    local -A certhook_conf=()
     conf=${CERTHOOK_CONFIG:-/etc/certhook/certhook.conf}
     certhook_read_conf "$conf"
+    certhook_server=$(certhook_client server)
+    certhook_key=$(certhook_client api_key)
+    certhook_key_file=$(certhook_client api_key_file)
+    certhook_spool=$(certhook_client spool_dir)
+    certhook_deadline=$(certhook_client deadline)
     if [ -n "$certhook_key_file" ]; then
         case "$certhook_key_file" in /*) ;; *) certhook_key_file="$(dirname "$conf")/$certhook_key_file" ;; esac
         IFS= read -r certhook_key <"$certhook_key_file" 2>/dev/null
@@ -188,13 +273,15 @@ certhook_bash() {
             lineage=${RENEWED_LINEAGE%/}
             fingerprint=$(certhook_fingerprint "$lineage/cert.pem")
             lineage=${lineage##*/}
+            certhook_ports "$lineage" "$conf"
         fi
         failed=""
     elif [ -x "$certhook_hookdir/../deploy/certhook.sh" ]; then
         renewed=""  # the deploy drop-in has reported each renewal already
     fi
-    [ -n "$renewed" ] && certhook_lines deployed "$lineage" "$fingerprint" "$renewed"
-    [ -n "$failed" ] && certhook_lines failed "" "" "$failed"
+    [ -n "$renewed" ] && certhook_lines deployed "$lineage" "$fingerprint" "$renewed" \
+        "$certhook_port_words"
+    [ -n "$failed" ] && certhook_lines failed "" "" "$failed" ""
 
     # Lines left in the spool by an earlier run go first (one sender at a time).
     lines=()
@@ -203,13 +290,30 @@ certhook_bash() {
         lock_ok=1
         for entry in "$certhook_spool"/*.line; do
             [ -f "$entry" ] || continue
-            IFS= read -r url <"$entry" && [ -n "$url" ] || continue
+            # One request line of at most 1,000 bytes, or the file is moved
+            # aside (as certhook's spool does): it must not stop the others.
+            url=""
+            IFS= read -r -n 1001 url <"$entry" 2>/dev/null
+            url=${url%$'\r'}
+            if [ -z "$url" ] || [ ${#url} -gt 998 ] || [ "${url#command }" = "$url" ]; then
+                local bad="$certhook_spool/corrupt/${entry##*/}"
+                mkdir -p -m 700 "$certhook_spool/corrupt" 2>/dev/null
+                if mv -f "$entry" "$bad" 2>/dev/null; then
+                    certhook_notes+=("spool file ${entry##*/} is unreadable (not one request line); moved to $bad")
+                else
+                    certhook_notes+=("spool file $entry is unreadable (not one request line) and cannot be moved to $certhook_spool/corrupt")
+                fi
+                continue
+            fi
             lines+=("$url")
             files+=("$entry")
         done
     fi
     lines+=("${certhook_lines_out[@]}")
-    [ ${#lines[@]} -gt 0 ] || return 0
+    if [ ${#lines[@]} -eq 0 ]; then
+        [ ${#certhook_notes[@]} -gt 0 ] && certhook_warn "$(certhook_join "${certhook_notes[@]}")"
+        return 0
+    fi
 
     local replies=() why=""
     if [ -z "$host" ]; then
@@ -259,8 +363,9 @@ certhook_bash() {
         [ $spooled -gt 0 ] && summary+="; $spooled spooled in $certhook_spool"
         [ $rejected -gt 0 ] && summary+="; $rejected refused as malformed, kept in $certhook_spool/rejected"
         [ $lost -gt 0 ] && summary+="; $lost LOST: cannot write to $certhook_spool"
-        certhook_warn "$summary"
+        certhook_notes+=("$summary")
     fi
+    [ ${#certhook_notes[@]} -gt 0 ] && certhook_warn "$(certhook_join "${certhook_notes[@]}")"
     [ $lock_ok = 1 ] && exec 9>&-
     return 0
 }
@@ -276,6 +381,13 @@ certhook_main() {
     local args=(hook "--$CERTHOOK_KIND")
     [ -n "$confdir" ] && [ "$CERTHOOK_KIND" = post ] && args+=(--config-dir "$confdir")
     if [ -z "${CERTHOOK_BASH_ONLY:-}" ]; then
+        if [ ${#certhook_installed[@]} -gt 0 ]; then
+            if [ -x "${certhook_installed[0]}" ]; then
+                "${certhook_installed[@]}" "${args[@]}"
+                return 0
+            fi
+            certhook_notes+=("${certhook_installed[0]} (the certhook that installed this hook) is gone; run certhook install-hook again")
+        fi
         if command -v certhook >/dev/null 2>&1; then
             certhook "${args[@]}"
             return 0
