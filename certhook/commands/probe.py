@@ -52,8 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f" lineages (default with --from-certbot: {DEFAULT_CONFIG_DIR})")
     parser.add_argument("--conf", metavar="FILE", default=DEFAULT_CONF,
                         help=f"certhook conf with the [ports] section (default {DEFAULT_CONF})")
-    parser.add_argument("--format", choices=("text", "json", "nagios", "prtg", "prometheus"),
-                        default="text", help="output format (default text)")
+    from certhook.probe.output import FORMATS
+
+    parser.add_argument("--format", choices=tuple(FORMATS), default="text",
+                        help="output format: " + "; ".join(
+                            f"{row.name}, {row.summary}" for row in FORMATS.values()))
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
