@@ -32,6 +32,7 @@ __all__ = [
     "certbot_fingerprints",
     "certbot_targets",
     "known_protocols",
+    "parse_name",
     "parse_target",
     "ports_for_lineage",
     "read_targets_file",
@@ -146,7 +147,8 @@ def _check_host(host: str, whole: str, source: str | None) -> str:
     address = _ip(host)
     if address is not None:
         return str(address)
-    if not host or len(host) > _MAX_HOST or not _HOST_RE.fullmatch(host):
+    if (not host or len(host) > _MAX_HOST or not _HOST_RE.fullmatch(host)
+            or not host.isprintable()):
         raise ParseError(f"{whole!r}: not a host name or IP address", source)
     if ".." in host or host.startswith("."):
         raise ParseError(f"{whole!r}: empty label in host name", source)
@@ -181,14 +183,33 @@ def parse_target(
         port = known_protocols()[protocol] if protocol else 443
     if protocol is None:
         protocol = _protocol_for_port(port)
-    return Target(host, port, protocol, servername or None, expect_name or None)
+    return Target(host, port, protocol, parse_name(servername, "servername", source),
+                  parse_name(expect_name, "expect-name", source))
 
 
-def read_targets_file(path: str, starttls: str | None = None) -> list[Target]:
+def parse_name(value: str | None, what: str, source: str | None = None) -> str | None:
+    """A ``servername`` or ``expect-name``: a host name or an IP address, or None.
+
+    ``what`` names the option in the :class:`ParseError` a bad value raises.
+    """
+    if not value:
+        return None
+    return _check_host(value, f"{what}={value}", source)
+
+
+def read_targets_file(
+    path: str,
+    starttls: str | None = None,
+    servername: str | None = None,
+    expect_name: str | None = None,
+) -> list[Target]:
     """Targets from a file: one per line, ``#`` comments, blank lines skipped.
 
-    A line is ``TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME]``.
-    A bad line raises :class:`ParseError` naming ``path:line``.
+    A line is ``TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME]``, each
+    word at most once (docs/probe.md, "Targets"). ``starttls``,
+    ``servername`` and ``expect_name`` (the command line's flags) hold for
+    every line that does not give its own. A bad line raises
+    :class:`ParseError` naming ``path:line``.
     """
     try:
         with open(path, encoding="utf-8") as stream:
@@ -197,29 +218,41 @@ def read_targets_file(path: str, starttls: str | None = None) -> list[Target]:
         raise LocalError(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8 (byte {exc.start})", path) from None
+    defaults = {"servername": servername, "expect-name": expect_name}
     targets = []
     for number, line in enumerate(lines, 1):
         words = line.split("#", 1)[0].split()
         if words:
-            targets.append(_target_line(words, starttls, f"{path}:{number}"))
+            targets.append(_target_line(words, starttls, defaults, f"{path}:{number}"))
     return targets
 
 
-def _target_line(words: list[str], starttls: str | None, source: str) -> Target:
-    protocol = starttls
+_LINE_OPTIONS = ("servername", "expect-name")
+
+
+def _target_line(words: list[str], starttls: str | None,
+                 defaults: Mapping[str, str | None], source: str) -> Target:
+    protocol: str | None = None
     options: dict[str, str] = {}
     for word in words[1:]:
         key, equals, value = word.partition("=")
         if not equals:
+            if protocol is not None:
+                raise ParseError(f"unexpected {word!r}: one protocol per line", source)
             protocol = _check_protocol(word, source)
-        elif key in ("servername", "expect-name") and value:
+        elif key in _LINE_OPTIONS and value:
+            if key in options:
+                raise ParseError(f"{key} given twice", source)
             options[key] = value
         else:
             raise ParseError(f"unexpected {word!r} (servername=NAME or expect-name=NAME)", source)
     if protocol is not None and "/" in words[0]:
         raise ParseError("protocol given twice", source)
     return parse_target(
-        words[0], protocol, options.get("servername"), options.get("expect-name"), source
+        words[0], protocol or starttls,
+        options.get("servername", defaults["servername"]),
+        options.get("expect-name", defaults["expect-name"]),
+        source,
     )
 
 
