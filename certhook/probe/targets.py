@@ -4,13 +4,14 @@ A target is ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6
 address, optionally followed by ``/protocol`` (``mail.example.org:25/smtp``).
 The protocol is ``tls`` (TLS from the first byte) or the name of a STARTTLS
 dialogue; without one it follows from the port
-(:func:`certhook.probe.starttls.protocol_for_port`). A bare host means 443,
+(:func:`certhook.client.ports.protocol_for_port`). A bare host means 443,
 or the protocol's default port when a protocol is named.
 
 ``--from-certbot`` probes every name of every lineage on the ports listed for
 that lineage in the ``[ports]`` section of certhook's conf
-(:func:`ports_for_lineage`); the reporting client reads the same section of
-the same file, through the same reader (:func:`certhook.client.ini.read_ini`).
+(:func:`ports_for_lineage`, from :mod:`certhook.client.ports`); the
+reporting client reads the same section of the same file, through the same
+reader (:func:`certhook.client.ini.read_ini`) and the same parser.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
+from certhook.client.ports import check_port as _port
+from certhook.client.ports import check_protocol as _check_protocol
+from certhook.client.ports import ports_for_lineage
+from certhook.client.ports import protocol_for_port as _protocol_for_port
 from certhook.errors import LocalError, ParseError
+from certhook.names import PROTOCOL_PORTS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -97,23 +103,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def known_protocols() -> dict[str, int]:
     """Every protocol name a target may carry, with its default port."""
-    from certhook.probe.starttls import DEFAULT_PORTS
-
-    return {"tls": 443, **DEFAULT_PORTS}
-
-
-def _protocol_for_port(port: int) -> str:
-    from certhook.probe.starttls import protocol_for_port
-
-    return protocol_for_port(port)
-
-
-def _check_protocol(name: str, source: str | None) -> str:
-    protocols = known_protocols()
-    if name not in protocols:
-        listed = ", ".join(sorted(protocols))
-        raise ParseError(f"unknown protocol {name!r} (known: {listed})", source)
-    return name
+    return dict(PROTOCOL_PORTS)
 
 
 def _split_host_port(text: str, source: str | None) -> tuple[str, int | None]:
@@ -135,12 +125,6 @@ def _split_host_port(text: str, source: str | None) -> tuple[str, int | None]:
         return text, None
     host, colon, port = text.partition(":")
     return host, _port(port, text, source) if colon else None
-
-
-def _port(text: str, whole: str, source: str | None) -> int:
-    if not text.isdigit() or not text.isascii() or not 0 < int(text) < 65536:
-        raise ParseError(f"{whole!r}: port must be a number from 1 to 65535", source)
-    return int(text)
 
 
 def _check_host(host: str, whole: str, source: str | None) -> str:
@@ -254,41 +238,6 @@ def _target_line(words: list[str], starttls: str | None,
         options.get("expect-name", defaults["expect-name"]),
         source,
     )
-
-
-def ports_for_lineage(
-    sections: Mapping[str, Mapping[str, str]], lineage: str
-) -> list[tuple[int, str]]:
-    """The ``(port, protocol)`` pairs to probe for a lineage's names.
-
-    ``sections`` is certhook's conf as :func:`certhook.client.ini.read_ini`
-    gives it; the pairs come from its section ``[ports]``, one key per
-    lineage (keys are case-insensitive)::
-
-        [ports]
-        example.org = 443, 25/smtp, 993, 587/submission
-
-    The value is the complete list (leave 443 out to skip HTTPS); an entry
-    is ``PORT``, ``PORT/PROTOCOL`` or ``PROTOCOL`` (its default port), the
-    protocol of a bare port following :func:`protocol_for_port`. A lineage
-    without a key is probed on 443 alone.
-    """
-    value = sections.get("ports", {}).get(lineage.lower())
-    if value is None:
-        return [(443, "tls")]
-    source = f"[ports] {lineage}"
-    pairs: list[tuple[int, str]] = []
-    for entry in filter(None, re.split(r"[\s,]+", value)):
-        port_text, slash, protocol = entry.partition("/")
-        if not slash and not port_text.isdigit():
-            protocol = _check_protocol(port_text, source)
-            port = known_protocols()[protocol]
-        else:
-            port = _port(port_text, entry, source)
-            protocol = _check_protocol(protocol, source) if slash else _protocol_for_port(port)
-        if (port, protocol) not in pairs:
-            pairs.append((port, protocol))
-    return pairs
 
 
 def certbot_targets(
