@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -539,3 +541,17 @@ def test_reading_stops_at_the_deadline(tmp_path: Path) -> None:
         read_log_file(str(path), deadline=time.monotonic() - 1)
     assert events(read_log_file(str(path), deadline=time.monotonic() + 60)) == [
         ("a", "renewed")]
+
+
+def test_no_wording_backtracks_over_a_run_of_white_space() -> None:
+    # "saved at:\s*.*[/\\]..." took ~4 s for 20,000 spaces, quadratically
+    # more for more; four lines of MAX_LINE spaces would take minutes. Run in a
+    # child with a bound far from both: the fixed pattern takes milliseconds.
+    blank = ("\n" + " " * (MAX_LINE - 1)) * 4 + "x"
+    text = log(*OLD_HEAD, OLD_DUE,  # before 1.10: the lineage is not named yet
+               "INFO:certbot.main:Your certificate and chain have been saved at:" + blank)
+    code = ("import sys; from certhook.certbot.log import parse_log;"
+            " print(len(parse_log(sys.stdin.read(), 'x')))")
+    proc = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
+                          text=True, timeout=20)
+    assert (proc.returncode, proc.stdout) == (0, "1\n")

@@ -72,7 +72,8 @@ _NAME_CUES = [
     re.compile(r"Dry run: skipping updating lineage at (.+)"),
     re.compile(r"new certificate deployed .*fullchain is .*[/\\]([^/\\]+)[/\\]fullchain\.pem"),
     re.compile(r"Certificate is saved at: .*[/\\]([^/\\]+)[/\\][^/\\]+\.pem"),  # 1.15+
-    re.compile(r"Your certificate and chain have been saved at:\s*.*[/\\]([^/\\]+)[/\\]"
+    # (\S before .*: "\s*.*" would backtrack quadratically over a run of spaces)
+    re.compile(r"Your certificate and chain have been saved at:\s*(?:\S.*)?[/\\]([^/\\]+)[/\\]"
                r"fullchain\.pem"),  # before 1.15
 ]
 _HOOK_ERRORS = [
