@@ -543,13 +543,24 @@ def test_reading_stops_at_the_deadline(tmp_path: Path) -> None:
         ("a", "renewed")]
 
 
-def test_no_wording_backtracks_over_a_run_of_white_space() -> None:
-    # "saved at:\s*.*[/\\]..." took ~4 s for 20,000 spaces, quadratically
-    # more for more; four lines of MAX_LINE spaces would take minutes. Run in a
-    # child with a bound far from both: the fixed pattern takes milliseconds.
-    blank = ("\n" + " " * (MAX_LINE - 1)) * 4 + "x"
+# Lines that made a wording's pattern backtrack quadratically: seconds each
+# (0.5 to 4 s on a 2-core machine), minutes for a log of them.
+_BACKTRACKING = [
+    # "saved at:\s*.*[/\\]...": a run of white space (spanning lines)
+    "INFO:certbot.main:Your certificate and chain have been saved at:"
+    + ("\n" + " " * (MAX_LINE - 1)) * 4 + "x",
+    # "deployed .*fullchain is .*[/\\]...": many "fullchain is "
+    "INFO:certbot.main:new certificate deployed " + "fullchain is " * 5000,
+    # "Hook '.+?'(?: for .+)? ...": many quotes
+    "WARNING:certbot.display.ops:Hook '" + "' for " * 10000,
+]
+
+
+def test_no_wording_backtracks_over_a_long_line() -> None:
+    # In a child, with a bound far from both: 8 of each took minutes before
+    # the fix, and take well under a second now.
     text = log(*OLD_HEAD, OLD_DUE,  # before 1.10: the lineage is not named yet
-               "INFO:certbot.main:Your certificate and chain have been saved at:" + blank)
+               *[line for line in _BACKTRACKING for _ in range(8)])
     code = ("import sys; from certhook.certbot.log import parse_log;"
             " print(len(parse_log(sys.stdin.read(), 'x')))")
     proc = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
