@@ -1,7 +1,8 @@
 """``certhook probe``: connect to TLS endpoints and check their certificates.
 
-Exit code: the worst status, in every format (0 ok, 1 warning, 2 critical,
-3 unknown). A mistake on the command line exits 2 through argparse, as
+Exit code: that of the worst status, in every format (0 ok, 1 warning,
+2 critical, 3 unknown), worst by severity: critical > warning > unknown > ok
+(:data:`certhook.probe.result.SEVERITY`). A mistake on the command line exits 2 through argparse, as
 monitoring plugins do; a file that cannot be read (targets file, CA file,
 certbot's directory) prints one line and exits 3, "could not check".
 """
