@@ -122,6 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(parser)
 
 
+def _log_deadline(deadline: Deadline) -> float:
+    """When reading certbot's log must stop (a :func:`time.monotonic` value):
+    after half of what is left, so that there is time to deliver (or spool)
+    what it finds."""
+    return time.monotonic() + max(deadline.remaining(), 0.0) / 2
+
+
 def _state_and_run(environ: Mapping[str, str], options: HookOptions, notes: list[str],
                    deadline: Deadline) -> tuple[CertbotState | None, Run | None]:
     from certhook.certbot.lineage import read_state
@@ -135,11 +142,8 @@ def _state_and_run(environ: Mapping[str, str], options: HookOptions, notes: list
         state = read_state(config_dir)
     except LocalError as exc:
         notes.append(str(exc))
-    # Reading the log may take half of what is left, so that there is time
-    # to deliver (or spool) what it finds.
-    by = time.monotonic() + max(deadline.remaining(), 0.0) / 2
     try:
-        runs = runs_since(logs_dir, None, deadline=by)
+        runs = runs_since(logs_dir, None, deadline=_log_deadline(deadline))
         run = runs[-1] if runs else None
     except LocalError as exc:
         notes.append(str(exc))
