@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certhook.certbot.log import LogEvent, LogParser, Run, last_events, parse_log, read_logs
+from certhook.certbot.log import (
+    MAX_LINE,
+    MAX_RECORD_LINES,
+    LogEvent,
+    LogParser,
+    Run,
+    last_events,
+    parse_log,
+    read_log_file,
+    read_logs,
+)
 from certhook.errors import LocalError
 
 LOGS = Path(__file__).parent / "data" / "certbot-logs"
@@ -475,3 +488,81 @@ def test_last_events_prefers_real_runs() -> None:
     assert {name: (e.outcome, e.time.second) for name, e in last.items()} == {
         "a": ("renewed", 1), "b": ("hook_error", 6), "c": ("simulated", 4)}
     assert last_events([]) == {}
+
+
+def _renewed(*between: str) -> str:
+    """A run renewing lineage ``a``, with ``between`` (raw lines) after its head."""
+    head, rest = log(*HEAD), log(processing("a"), DUE,
+                                 notify("Congratulations, all renewals succeeded: "),
+                                 notify(f"  {LIVE}/a/fullchain.pem (success)"),
+                                 start="2026-11-21 07:22:00")
+    return head + "".join(line + "\n" for line in between) + rest
+
+
+def test_a_huge_line_is_cut_and_what_follows_is_read() -> None:
+    text = _renewed("y" * (3 * MAX_LINE), "z" * (MAX_LINE + 1))
+    whole = parse_log(text, "x")
+    assert events(whole) == [("a", "renewed")] and whole[0].certbot_version == "5.8.0"
+    for size in (997, MAX_LINE - 1, MAX_LINE + 7):  # fed in pieces: the same
+        parser = LogParser("x")
+        for start in range(0, len(text), size):
+            parser.feed(text[start:start + size])
+        assert parser.close() == whole
+
+
+def test_a_record_keeps_its_first_lines() -> None:
+    output = [f" line {n}" for n in range(3 * MAX_RECORD_LINES)]
+    text = log(*HEAD, processing("a"), DUE,
+               "ERROR:certbot._internal.hooks:Hook 'deploy-hook' reported error code 1",
+               "ERROR:certbot._internal.hooks:Hook 'deploy-hook' ran with error output:\n"
+               + "\n".join(output))
+    [run] = parse_log(text, "x")
+    [hook] = [event for event in run.events if event.outcome == "hook_error"]
+    assert hook.message is not None
+    assert hook.message.splitlines()[-1] == output[MAX_RECORD_LINES - 2]
+
+
+def test_a_big_log_is_read_head_and_tail(tmp_path: Path) -> None:
+    filler = [f"DEBUG:acme.client:Received response {n}: {'é' * (n % 7)}" for n in range(8000)]
+    path = tmp_path / "letsencrypt.log"
+    path.write_text(_renewed(*filler), encoding="utf-8")
+    assert path.stat().st_size > 4 * 65536
+    for max_bytes in (4096, 65536, 65537, 100_003):
+        [run] = read_log_file(str(path), max_bytes=max_bytes)
+        assert run.certbot_version == "5.8.0" and run.arguments == ("-q",)
+        assert events([run]) == [("a", "renewed")]
+    assert read_log_file(str(path)) == parse_log(path.read_text(encoding="utf-8"), str(path))
+
+
+def test_reading_stops_at_the_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "letsencrypt.log"
+    path.write_text(_renewed())
+    with pytest.raises(LocalError, match=rf"^{path}: reading stopped at the deadline"):
+        read_log_file(str(path), deadline=time.monotonic() - 1)
+    assert events(read_log_file(str(path), deadline=time.monotonic() + 60)) == [
+        ("a", "renewed")]
+
+
+# Lines that made a wording's pattern backtrack quadratically: seconds each
+# (0.5 to 4 s on a 2-core machine), minutes for a log of them.
+_BACKTRACKING = [
+    # "saved at:\s*.*[/\\]...": a run of white space (spanning lines)
+    "INFO:certbot.main:Your certificate and chain have been saved at:"
+    + ("\n" + " " * (MAX_LINE - 1)) * 4 + "x",
+    # "deployed .*fullchain is .*[/\\]...": many "fullchain is "
+    "INFO:certbot.main:new certificate deployed " + "fullchain is " * 5000,
+    # "Hook '.+?'(?: for .+)? ...": many quotes
+    "WARNING:certbot.display.ops:Hook '" + "' for " * 10000,
+]
+
+
+def test_no_wording_backtracks_over_a_long_line() -> None:
+    # In a child, with a bound far from both: 8 of each took minutes before
+    # the fix, and take well under a second now.
+    text = log(*OLD_HEAD, OLD_DUE,  # before 1.10: the lineage is not named yet
+               *[line for line in _BACKTRACKING for _ in range(8)])
+    code = ("import sys; from certhook.certbot.log import parse_log;"
+            " print(len(parse_log(sys.stdin.read(), 'x')))")
+    proc = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
+                          text=True, timeout=20)
+    assert (proc.returncode, proc.stdout) == (0, "1\n")

@@ -19,6 +19,7 @@ from certhook.client.changes import (
     from_log,
     from_post_environment,
     from_states,
+    runs_since,
 )
 from certhook.errors import LocalError, ParseError
 from certhook.x509 import load_pem_file
@@ -175,3 +176,38 @@ def test_certbot_dirs_flags_win_and_renewed_lineage_helps(config_dir: Path) -> N
     assert certbot_dirs({"RENEWED_LINEAGE": str(live)}, [])[0] == str(config_dir)
     assert certbot_dirs({}, ["certbot", "--config-dir", "/c"], "/flag", "/logs") == (
         "/flag", "/logs")
+
+
+def _log_run(start: datetime, lineage: str) -> str:
+    stamp = start.strftime("%Y-%m-%d %H:%M:%S")
+    return "".join(f"{stamp},{n:03}:{record}\n" for n, record in enumerate((
+        "DEBUG:certbot._internal.main:certbot version: 5.8.0",
+        "DEBUG:certbot._internal.main:Arguments: ['-q']",
+        "DEBUG:certbot._internal.display.obj:Notifying user: Processing"
+        f" /etc/letsencrypt/renewal/{lineage}.conf",
+        "INFO:certbot._internal.renewal:Certificate is due for renewal, auto-renewing...",
+    )))
+
+
+def test_runs_since_reads_no_older_log_than_it_needs(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "letsencrypt.log").write_text(_log_run(datetime(2026, 1, 3), "c")
+                                          + _log_run(datetime(2026, 1, 4), "d"))
+    (logs / "letsencrypt.log.1").write_text(_log_run(datetime(2026, 1, 1), "a")
+                                            + _log_run(datetime(2026, 1, 2), "b"))
+    # Older logs that cannot be read: reading them would raise LocalError.
+    (logs / "letsencrypt.log.2").mkdir()
+    (logs / "letsencrypt.log.3").mkdir()
+
+    def names(runs: list[Run]) -> list[str]:
+        return [event.lineage for r in runs for event in r.events]
+
+    assert names(runs_since(str(logs), None)) == ["d"]
+    assert names(runs_since(str(logs), datetime(2026, 1, 3, 12))) == ["d"]
+    assert names(runs_since(str(logs), datetime(2026, 1, 2))) == ["b", "c", "d"]
+    assert names(runs_since(str(logs), datetime(2026, 1, 2), files=1)) == ["c", "d"]
+    with pytest.raises(LocalError, match=r"letsencrypt\.log\.2: Is a directory"):
+        runs_since(str(logs), datetime(2026, 1, 1))  # this one needs the older ones
+    (logs / "letsencrypt.log").write_text("")  # certbot just rotated: the run is in .1
+    assert names(runs_since(str(logs), None)) == ["b"]

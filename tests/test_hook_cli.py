@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from client_helpers import (
 
 from certhook.cli import main
 from certhook.client.spool import Spool
+from certhook.commands import hook as hook_command
 
 VENV_BIN = Path(sys.executable).parent
 DOMAINS = "a.example.org www.a.example.org"
@@ -265,3 +267,73 @@ def test_a_corrupt_spool_file_is_reported_by_the_hook(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "0000000000001-broken.json is unreadable" in err
     assert (tmp_path / "spool" / "corrupt" / "0000000000001-broken.json").exists()
+
+
+def _log_records(start: datetime, *records: str) -> bytes:
+    """certbot log records ("LEVEL:logger:message"), a second apart from ``start``."""
+    lines = [f"{(start + timedelta(seconds=n)).strftime('%Y-%m-%d %H:%M:%S')},{n:03}:{record}"
+             for n, record in enumerate(records)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+_NOTIFY = "DEBUG:certbot._internal.display.obj:Notifying user: "
+_RUN_HEAD = ("DEBUG:certbot._internal.main:certbot version: 5.8.0",
+             "DEBUG:certbot._internal.main:Arguments: ['-q']")
+_RENEWED_A = (f"{_NOTIFY}Processing /etc/letsencrypt/renewal/a.example.org.conf",
+              "INFO:certbot._internal.renewal:Certificate is due for renewal, auto-renewing...",
+              f"{_NOTIFY}Congratulations, all renewals succeeded: ",
+              f"{_NOTIFY}  /etc/letsencrypt/live/a.example.org/fullchain.pem (success)")
+
+
+def test_post_hook_without_variables_reads_huge_logs_within_its_deadline(
+        tmp_path: Path, live: Path) -> None:
+    # The issue's attack: one 60 MB line took 39.8 s with --deadline 5, and the
+    # 3 newest logs were read in full whatever their size.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    now = datetime.now().replace(microsecond=0)
+    with open(logs / "letsencrypt.log", "wb") as stream:
+        stream.write(_log_records(now - timedelta(minutes=2), *_RUN_HEAD))
+        stream.write(b"x" * (60 << 20) + b"\n")  # a continuation line of 60 MB
+        stream.write(_log_records(now - timedelta(minutes=1), *_RENEWED_A))
+    line = _log_records(now - timedelta(days=1), "DEBUG:acme.client:Sending GET request")
+    for number in (1, 2):  # older runs: 40 MB of ordinary lines each
+        (logs / f"letsencrypt.log.{number}").write_bytes(line * ((40 << 20) // len(line)))
+    deadline = 3.0
+    with LineServer() as server:
+        env = client_env(tmp_path, server.url)
+        started = time.monotonic()
+        proc = subprocess.run(
+            [str(VENV_BIN / "certhook"), "hook", "--post", "--deadline", str(deadline),
+             "--config-dir", str(tmp_path / "config"), "--logs-dir", str(logs)],
+            env=env, capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - started
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert elapsed < deadline + 5  # far from the 40 s it took
+    # The run after the long line was still read: the renewal is reported.
+    assert [(r.event, r.lineage) for r in server.requests] == [("deployed", "a.example.org")]
+
+
+def test_post_hook_stops_reading_the_log_at_the_deadline(
+        hook_env: None, tmp_path: Path, live: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    now = datetime.now()
+    (logs / "letsencrypt.log").write_bytes(
+        _log_records(now - timedelta(minutes=1), *_RUN_HEAD, *_RENEWED_A))
+    for name in ("RENEWED_LINEAGE", "RENEWED_DOMAINS"):
+        monkeypatch.delenv(name)
+    argv = ["hook", "--post", "--config-dir", str(tmp_path / "config"), "--logs-dir", str(logs)]
+    with LineServer() as server:
+        monkeypatch.setenv("CERTHOOK_SERVER", server.url)
+        with monkeypatch.context() as clock:  # the log's time is up when reading starts
+            clock.setattr(hook_command, "_log_deadline", lambda deadline: time.monotonic() - 1)
+            assert main(argv) == 0
+        assert server.requests == []
+        assert main(argv) == 0  # with time, the same log reports
+        assert [(r.event, r.lineage) for r in server.requests] == [
+            ("deployed", "a.example.org")]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{logs}/letsencrypt.log: reading stopped at the deadline" in err

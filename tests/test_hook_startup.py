@@ -153,14 +153,23 @@ sys.exit(code)
 """
 
 
+# [ports] for another lineage (the section is read, not mapped), then for the
+# lineage renewed (mapped: most users have one).
+PORTS = {
+    "other lineage": ("[ports]\nmail.example.org = 25/smtp\n", ()),
+    "this lineage": ("[ports]\na.example.org = 443, 25/smtp, imap\n  8443\n",
+                     ((443, "tls"), (25, "smtp"), (143, "imap"), (8443, "tls"))),
+}
+
+
+@pytest.mark.parametrize("ports", PORTS)
 @pytest.mark.parametrize("journal", ["none yet", "present"])
 @pytest.mark.parametrize("argv", [["hook"], ["hook", "--deploy"]])
 def test_the_tcp_hook_path_loads_no_heavy_module(tmp_path: Path, live: Path, argv: list[str],
-                                                 journal: str) -> None:
+                                                 journal: str, ports: str) -> None:
+    conf, expected = PORTS[ports]
     with LineServer() as server:
-        # A [ports] entry for another lineage: the section is read, not mapped.
-        env = hook_environment(tmp_path, live, server.url,
-                               "[ports]\nmail.example.org = 25/smtp\n")
+        env = hook_environment(tmp_path, live, server.url, conf)
         if journal == "present":
             (tmp_path / "spool").mkdir(mode=0o700)
             (tmp_path / "spool" / ".delivered").write_text("1700000000 deployed x.org ab\n")
@@ -169,10 +178,12 @@ def test_the_tcp_hook_path_loads_no_heavy_module(tmp_path: Path, live: Path, arg
     assert (proc.returncode, proc.stderr) == (0, "")
     before, loaded = (line.split() for line in proc.stdout.splitlines())
     assert [r.lineage for r in server.requests] == ["a.example.org"]  # it did deliver
+    assert tuple(zip(server.requests[0].ports, server.requests[0].protocols)) == expected
     assert "certhook.client.transport" in loaded and "_socket" in loaded
     assert not set(HEAVY) & set(before)  # else this test could not see them
     assert sorted(set(HEAVY) & set(loaded)) == []
-    assert not [name for name in loaded if name.startswith(("urllib.", "email.", "http."))]
+    assert not [name for name in loaded
+                if name.startswith(("urllib.", "email.", "http.", "certhook.probe"))]
 
 
 def test_the_certhook_command_is_a_plain_script() -> None:

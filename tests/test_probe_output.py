@@ -13,7 +13,7 @@ from probe_helpers import CA, serve, write
 
 from certhook.cli import main
 from certhook.probe import ProbeOptions, ProbeResult, Target, probe, probe_many
-from certhook.probe.output import render
+from certhook.probe.output import FORMATS, render
 from certhook.probe.prometheus import escape_label
 
 OPTIONS = ProbeOptions(warn_days=21, crit_days=7, timeout=5)
@@ -94,13 +94,40 @@ def test_nagios_single(results: list[ProbeResult]) -> None:
 def test_nagios_many_worst_first(results: list[ProbeResult]) -> None:
     lines = render(results, "nagios", OPTIONS).splitlines()
     assert _NAGIOS_HEAD.fullmatch(lines[0])
-    assert lines[0].startswith("CERTHOOK UNKNOWN - 4 targets: 1 ok, 1 warning, 1 critical,"
+    # Critical outranks unknown in the aggregate (docs/probe.md: the order).
+    assert lines[0].startswith("CERTHOOK CRITICAL - 4 targets: 1 ok, 1 warning, 1 critical,"
                                " 1 unknown; 127.0.0.1:")
+    assert "name mismatch" in lines[0]
     _head, perf = lines[0].split(" | ")
     labels = re.findall(r"'days_127\.0\.0\.1:(\d+)'=(-?\d+);21;7", perf)
     assert [(int(p), int(d)) for p, d in labels] == [
         (r.target.port, r.days_left) for r in results if r.days_left is not None]
-    assert [line.split()[0] for line in lines[1:]] == ["UNKNOWN", "CRITICAL", "WARNING", "OK"]
+    assert [line.split()[0] for line in lines[1:]] == ["CRITICAL", "WARNING", "UNKNOWN", "OK"]
+
+
+# (statuses of the targets probed, in this order) -> aggregate status, exit code
+AGGREGATES = [
+    (("critical", "unknown"), "critical", 2),
+    (("unknown", "critical"), "critical", 2),
+    (("warning", "unknown"), "warning", 1),
+    (("ok", "unknown"), "unknown", 3),
+    (("ok", "warning", "critical", "unknown"), "critical", 2),
+    (("warning", "ok"), "warning", 1),
+]
+
+
+@pytest.mark.parametrize(("statuses", "worst", "code"), AGGREGATES)
+def test_nagios_aggregate_order(statuses: tuple[str, ...], worst: str, code: int,
+                                world: tuple[list[Target], str],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    targets, ca_file = world
+    by_status = dict(zip(("ok", "warning", "critical", "unknown"), targets))
+    chosen = [by_status[status].label for status in statuses]
+    assert main(["probe", "--format", "nagios", "--ca-file", ca_file, *chosen]) == code
+    head, *lines = capsys.readouterr().out.splitlines()
+    assert head.startswith(f"CERTHOOK {worst.upper()} - {len(statuses)} targets: ")
+    assert [line.split()[0] for line in lines] == sorted(
+        (s.upper() for s in statuses), key=["CRITICAL", "WARNING", "UNKNOWN", "OK"].index)
 
 
 def test_prtg_single(results: list[ProbeResult]) -> None:
@@ -216,17 +243,34 @@ def test_prometheus_escapes_label_values() -> None:
     assert labels["servername"] == 'x\\"y\\\\z\\nw'
 
 
-@pytest.mark.parametrize("fmt", ["text", "json", "nagios", "prtg", "prometheus"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_exit_code_is_the_worst_status_in_every_format(
     fmt: str, world: tuple[list[Target], str], capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     targets, ca_file = world
     labels = [t.label for t in targets]
-    for chosen, code in ((labels[:1], 0), (labels[:2], 1), (labels[:3], 2), (labels, 3)):
+    media_type = FORMATS[fmt].media_type
+    for chosen, code in ((labels[:1], 0), (labels[:2], 1), (labels[:3], 2), (labels, 2),
+                         (labels[3:], 3), (labels[:1] + labels[3:], 3)):
         assert main(["probe", "--format", fmt, "--ca-file", ca_file, *chosen]) == code
         out = capsys.readouterr().out
-        if fmt in ("json", "prtg"):
+        if media_type == "application/json":
             json.loads(out)
-        if fmt == "prometheus":
+        elif media_type.startswith("text/plain; version=0.0.4"):
             parse_exposition(out)
+        else:
+            assert media_type == "text/plain" and out.endswith("\n")
+
+
+def test_the_docs_have_a_section_per_format() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "probe.md").read_text()
+    part = text.split("## Output formats (`--format`)\n", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^### `([a-z]+)`", part, re.M) == list(FORMATS)
+
+
+def test_the_command_line_offers_every_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--format {" + ",".join(FORMATS) + "}" in out

@@ -70,13 +70,19 @@ _FAILURES = [
 _NAME_CUES = [
     re.compile(r"Writing certificate to .*[/\\]([^/\\]+)[/\\]cert\d+\.pem\."),
     re.compile(r"Dry run: skipping updating lineage at (.+)"),
-    re.compile(r"new certificate deployed .*fullchain is .*[/\\]([^/\\]+)[/\\]fullchain\.pem"),
+    # Up to the first "fullchain is " only: ".*fullchain is .*" tried every one
+    # of them (seconds for a long line of them).
+    re.compile(r"new certificate deployed (?:(?!fullchain is ).)*fullchain is"
+               r" .*[/\\]([^/\\]+)[/\\]fullchain\.pem"),
     re.compile(r"Certificate is saved at: .*[/\\]([^/\\]+)[/\\][^/\\]+\.pem"),  # 1.15+
-    re.compile(r"Your certificate and chain have been saved at:\s*.*[/\\]([^/\\]+)[/\\]"
+    # (\S before .*: "\s*.*" would backtrack quadratically over a run of spaces)
+    re.compile(r"Your certificate and chain have been saved at:\s*(?:\S.*)?[/\\]([^/\\]+)[/\\]"
                r"fullchain\.pem"),  # before 1.15
 ]
 _HOOK_ERRORS = [
-    re.compile(r"Hook '.+?'(?: for .+)? reported error code \d+"),  # 1.18+
+    # 1.18+; a hook's name holds no quote ("deploy-hook", "--manual-auth-hook"),
+    # and '.+?' would try every quote of a long line.
+    re.compile(r"Hook '[^']+'(?: for .+)? reported error code \d+"),
     # "deploy-hook command "CMD" ..." (0.33 to 1.17), "Hook command "CMD" ..." (before)
     re.compile(r"\S+ command \".*\" returned error code \d+", re.S),
 ]

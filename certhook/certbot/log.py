@@ -19,7 +19,8 @@ from certhook.certbot._logrun import LogEvent, Run, RunBuilder
 from certhook.errors import LocalError
 
 __all__ = [
-    "LogEvent", "LogParser", "Run", "last_events", "last_events_for", "parse_log", "read_logs",
+    "MAX_FILE_BYTES", "MAX_LINE", "LogEvent", "LogParser", "Run", "last_events",
+    "last_events_for", "log_files", "parse_log", "read_log_file", "read_logs",
 ]
 
 _LOG_FILE = re.compile(r"letsencrypt\.log(?:\.([0-9]{1,9}))?")  # not "letsencrypt.log.2.gz"
@@ -27,31 +28,68 @@ _LOG_FILE = re.compile(r"letsencrypt\.log(?:\.([0-9]{1,9}))?")  # not "letsencry
 _RECORD = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}):([A-Z]+):([^:]*):(.*)")
 
 
+#: Longest line kept, in characters: a longer one is cut to this length (the
+#: rest is skipped). certbot's longest lines are JWS bodies of a few KiB;
+#: what certhook reads is in the first hundred characters of a record.
+MAX_LINE = 64 * 1024
+#: Most lines a record keeps (hook output, tracebacks): later ones are skipped.
+MAX_RECORD_LINES = 2000
+#: Most bytes read of one log file: of a larger one, the first quarter (the
+#: run's version and arguments) and the last three quarters (the latest
+#: lineages and the summary). certbot 5.8 logs under 5 KiB per lineage in
+#: the runs of tests/data/certbot-logs, so this holds thousands of them;
+#: parsing it takes ~1.5 s on a loaded 2-core machine (bench/log.py).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_CHUNK = 1 << 16
+
+
 class LogParser:
-    """Incremental parser: :meth:`feed` text in any pieces, then :meth:`close`."""
+    """Incremental parser: :meth:`feed` text in any pieces, then :meth:`close`.
+
+    Linear in its input: a line longer than :data:`MAX_LINE` is cut, a
+    record longer than :data:`MAX_RECORD_LINES` lines loses the rest.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._buffer = ""
+        self._pieces: list[str] = []  # the line being read, not yet ended
+        self._size = 0  # characters in _pieces
         self._runs: list[Run] = []
         self._run: RunBuilder | None = None
         self._record: tuple[datetime, str, list[str]] | None = None
         self._last: datetime | None = None
 
     def feed(self, text: str) -> None:
-        """Add text; whole lines are parsed now, a partial one is kept."""
-        self._buffer += text
-        if "\n" not in text:
-            return
-        *complete, self._buffer = self._buffer.split("\n")
-        for line in complete:
-            self._line(line.rstrip("\r"))
+        """Add text; whole lines are parsed now, a partial one is kept (up to
+        :data:`MAX_LINE` characters of it)."""
+        *complete, rest = text.split("\n")
+        if complete:
+            self._partial(complete[0])
+            first = "".join(self._pieces)
+            self._pieces, self._size = [], 0
+            self._line(first.rstrip("\r"))
+            for line in complete[1:]:
+                self._line(line[:MAX_LINE].rstrip("\r"))
+        self._partial(rest)
+
+    def _partial(self, piece: str) -> None:
+        room = MAX_LINE - self._size
+        if piece and room > 0:
+            piece = piece[:room]
+            self._pieces.append(piece)
+            self._size += len(piece)
+
+    def gap(self) -> None:
+        """Text was skipped here: drop the partial line and the record it is
+        in; continuation lines up to the next record are dropped too."""
+        self._pieces, self._size = [], 0
+        self._flush()
 
     def close(self) -> list[Run]:
         """Parse what is left and return every run, in log order."""
-        if self._buffer:
-            self._line(self._buffer.rstrip("\r"))
-            self._buffer = ""
+        if self._pieces:
+            self._line("".join(self._pieces).rstrip("\r"))
+            self._pieces, self._size = [], 0
         self._flush()
         if self._run is not None and self._last is not None:
             self._runs.append(self._run.finish(self._last))
@@ -68,7 +106,7 @@ class LogParser:
             except ValueError:
                 time = None  # "2026-13-45 ...": not a timestamp, so a continuation
         if time is None or match is None:
-            if self._record is not None:
+            if self._record is not None and len(self._record[2]) < MAX_RECORD_LINES:
                 self._record[2].append(line)
             return
         self._flush()
@@ -95,7 +133,12 @@ def parse_log(text: str, source: str) -> list[Run]:
     return parser.close()
 
 
-def _log_files(logs_dir: str) -> list[str]:
+def log_files(logs_dir: str) -> list[str]:
+    """``letsencrypt.log`` and its rotated copies in ``logs_dir``, oldest first.
+
+    A missing directory gives ``[]``; one that cannot be listed raises
+    :class:`LocalError`.
+    """
     try:
         names = os.listdir(logs_dir)
     except FileNotFoundError:
@@ -111,27 +154,63 @@ def _log_files(logs_dir: str) -> list[str]:
     return [os.path.join(logs_dir, name) for _, name in numbered]
 
 
-def read_logs(logs_dir: str, limit: int | None = None) -> list[Run]:
+def read_logs(logs_dir: str, limit: int | None = None,
+              deadline: float | None = None) -> list[Run]:
     """Read ``letsencrypt.log`` and its rotated copies, oldest run first.
 
-    ``limit`` keeps only the newest ``limit`` files. A missing directory
-    gives ``[]``; an unreadable one or file raises :class:`LocalError`.
+    ``limit`` keeps only the newest ``limit`` files; ``deadline`` is as for
+    :func:`read_log_file`. A missing directory gives ``[]``; an unreadable
+    one or file raises :class:`LocalError`.
     """
-    paths = _log_files(logs_dir)
+    paths = log_files(logs_dir)
     if limit is not None:
         paths = paths[max(len(paths) - limit, 0):]
     runs: list[Run] = []
     for path in paths:
-        runs.extend(_read_file(path))
+        runs.extend(read_log_file(path, deadline=deadline))
     return runs
 
 
-def _read_file(path: str) -> list[Run]:
+def read_log_file(path: str, max_bytes: int = MAX_FILE_BYTES,
+                  deadline: float | None = None) -> list[Run]:
+    """The runs in one log file, in log order, reading at most ``max_bytes``.
+
+    Of a larger file, the first quarter and the last three quarters are
+    read (a run opens with its version and arguments, and ends with its
+    summary). ``deadline`` is a :func:`time.monotonic` value: reading past
+    it raises :class:`LocalError`, not a partial run (half a run could
+    report a lineage renewed whose failure was not read yet). A file
+    rotated away meanwhile gives ``[]``.
+    """
+    import codecs
+    import time
+
     parser = LogParser(path)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
-        with open(path, encoding="utf-8", errors="replace", newline="") as stream:
-            for chunk in iter(lambda: stream.read(1 << 16), ""):
-                parser.feed(chunk)
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            spans = [(0, size)]
+            if size > max_bytes:
+                spans = [(0, max_bytes // 4), (size - (max_bytes - max_bytes // 4), size)]
+            for number, (start, end) in enumerate(spans):
+                if number:  # skip to the start of the next whole line
+                    parser.feed(decoder.decode(b"", final=True))
+                    decoder.reset()
+                    parser.gap()
+                    stream.seek(start)
+                    start += len(stream.readline(MAX_LINE))  # what is left of a longer
+                    # line reads as continuation lines, which gap() makes dropped
+                while start < end:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise LocalError(f"{path}: reading stopped at the deadline"
+                                         f" ({start // 1048576} MiB in)")
+                    chunk = stream.read(min(_CHUNK, end - start))
+                    if not chunk:
+                        break
+                    start += len(chunk)
+                    parser.feed(decoder.decode(chunk))
+            parser.feed(decoder.decode(b"", final=True))
     except FileNotFoundError:
         return []  # rotated away by a certbot starting now
     except OSError as exc:
@@ -163,8 +242,8 @@ def last_events_for(logs_dir: str, lineages: Collection[str]) -> dict[str, LogEv
     wanted = set(lineages)
     found: dict[str, LogEvent] = {}
     simulated: dict[str, LogEvent] = {}
-    for path in reversed(_log_files(logs_dir)):
-        for run in reversed(_read_file(path)):
+    for path in reversed(log_files(logs_dir)):
+        for run in reversed(read_log_file(path)):
             for event in reversed(run.events):
                 if event.lineage not in wanted:
                     continue

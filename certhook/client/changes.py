@@ -258,15 +258,32 @@ def from_log(state: CertbotState, run: Run | None) -> list[Change]:
     return changes
 
 
-def runs_since(logs_dir: str, since: datetime | None, files: int = 3) -> list[Run]:
+def runs_since(logs_dir: str, since: datetime | None, files: int = 3,
+               deadline: float | None = None) -> list[Run]:
     """The runs in the newest log files that started at or after ``since``
-    (naive local time, as certbot logs), or the newest run if ``since`` is None."""
-    from certhook.certbot.log import read_logs
+    (naive local time, as certbot logs), or the newest run if ``since`` is None.
 
-    runs = read_logs(logs_dir, limit=files)
-    if since is None:
-        return runs[-1:]
-    return [run for run in runs if run.started is not None and run.started >= since]
+    Files are read newest first, and no further than needed: ``since`` None
+    stops at the first file holding a run, else at the first run older than
+    ``since`` (certbot rotates its log at every start, so the newest run is
+    in ``letsencrypt.log``). At most ``files`` files, each read within the
+    caps of :func:`certhook.certbot.log.read_log_file`; ``deadline`` (a
+    :func:`time.monotonic` value) as there.
+    """
+    from certhook.certbot.log import log_files, read_log_file
+
+    found: list[Run] = []
+    for path in reversed(log_files(logs_dir)[-files:] if files > 0 else []):
+        runs = read_log_file(path, deadline=deadline)
+        if since is None:
+            if runs:
+                return runs[-1:]
+            continue
+        newer = [run for run in runs if run.started is not None and run.started >= since]
+        found[:0] = newer
+        if len(newer) < len(runs):
+            break  # this file holds a run from before: older files hold none after
+    return found
 
 
 def _dirs_from_argv(argv: Sequence[str]) -> tuple[str | None, str | None]:

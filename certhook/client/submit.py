@@ -351,8 +351,8 @@ def deliver(
 def _ports(config: ClientConfig, lineage: str | None, problems: list[str]) -> list[tuple[int, str]]:
     """The ``[ports]`` mapping of certhook's conf for a lineage (none: 443)."""
     if lineage is None or lineage.lower() not in config.sections.get("ports", {}):
-        return []  # the probe module is imported only when there is something to map
-    from certhook.probe.targets import ports_for_lineage
+        return []  # the parser is imported only when there is something to map
+    from certhook.client.ports import ports_for_lineage
 
     try:
         return ports_for_lineage(config.sections, lineage)

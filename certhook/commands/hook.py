@@ -8,7 +8,9 @@ exit status is 0 (``--strict`` makes it 1).
 
 Which lineages: a deploy hook's ``RENEWED_LINEAGE`` / ``RENEWED_DOMAINS``;
 a post hook's ``RENEWED_DOMAINS`` / ``FAILED_DOMAINS``; with no variables,
-the latest run in certbot's log (see :mod:`certhook.client.changes`).
+the latest run in certbot's log (see :mod:`certhook.client.changes`), read
+within half of what is left of the deadline and within the log reader's
+caps (:mod:`certhook.certbot.log`: a huge log cannot stall certbot).
 
 The deploy case is the fast path: it reads one ``cert.pem`` and opens one
 connection, and imports nothing it does not need (no ``ssl``, ``json``,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from certhook.certbot.log import Run
     from certhook.client.changes import Change
     from certhook.client.config import ClientConfig
+    from certhook.client.transport import Deadline
 
 _LOG_RUN_MAX_AGE = 24 * 3600.0  # a hook without environment reports a run this recent
 
@@ -119,8 +122,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(parser)
 
 
-def _state_and_run(environ: Mapping[str, str], options: HookOptions,
-                   notes: list[str]) -> tuple[CertbotState | None, Run | None]:
+def _log_deadline(deadline: Deadline) -> float:
+    """When reading certbot's log must stop (a :func:`time.monotonic` value):
+    after half of what is left, so that there is time to deliver (or spool)
+    what it finds."""
+    return time.monotonic() + max(deadline.remaining(), 0.0) / 2
+
+
+def _state_and_run(environ: Mapping[str, str], options: HookOptions, notes: list[str],
+                   deadline: Deadline) -> tuple[CertbotState | None, Run | None]:
     from certhook.certbot.lineage import read_state
     from certhook.client.changes import certbot_dirs, runs_since
     from certhook.errors import LocalError
@@ -133,7 +143,7 @@ def _state_and_run(environ: Mapping[str, str], options: HookOptions,
     except LocalError as exc:
         notes.append(str(exc))
     try:
-        runs = runs_since(logs_dir, None)
+        runs = runs_since(logs_dir, None, deadline=_log_deadline(deadline))
         run = runs[-1] if runs else None
     except LocalError as exc:
         notes.append(str(exc))
@@ -141,7 +151,7 @@ def _state_and_run(environ: Mapping[str, str], options: HookOptions,
 
 
 def _changes(kind: str, environ: Mapping[str, str], options: HookOptions,
-             notes: list[str]) -> list[Change]:
+             notes: list[str], deadline: Deadline) -> list[Change]:
     from certhook.client import changes as ch
 
     if kind == "deploy" and environ.get("RENEWED_LINEAGE"):
@@ -150,7 +160,7 @@ def _changes(kind: str, environ: Mapping[str, str], options: HookOptions,
             notes.append(f"cannot read {environ['RENEWED_LINEAGE']}/cert.pem: reporting"
                          f" {change.lineage} without its fingerprint")
         return [change]
-    state, run = _state_and_run(environ, options, notes)
+    state, run = _state_and_run(environ, options, notes, deadline)
     if kind == "post" and (environ.get("RENEWED_DOMAINS", "").strip()
                            or environ.get("FAILED_DOMAINS", "").strip()):
         return ch.from_post_environment(environ, state, run)
@@ -213,7 +223,7 @@ def _hook(options: HookOptions, config: ClientConfig, started: float,
     kind = options.kind or environment_kind(environ)
     notes = [*config.warnings, *notes]
     try:
-        changes = _changes(kind, environ, options, notes)
+        changes = _changes(kind, environ, options, notes, deadline)
     except CerthookError as exc:
         notes.append(f"cannot tell what certbot renewed: {exc}")
         changes = []

@@ -1,7 +1,8 @@
 """``certhook probe``: connect to TLS endpoints and check their certificates.
 
-Exit code: the worst status, in every format (0 ok, 1 warning, 2 critical,
-3 unknown). A mistake on the command line exits 2 through argparse, as
+Exit code: that of the worst status, in every format (0 ok, 1 warning,
+2 critical, 3 unknown), worst by severity: critical > warning > unknown > ok
+(:data:`certhook.probe.result.SEVERITY`). A mistake on the command line exits 2 through argparse, as
 monitoring plugins do; a file that cannot be read (targets file, CA file,
 certbot's directory) prints one line and exits 3, "could not check".
 """
@@ -9,18 +10,23 @@ certbot's directory) prints one line and exits 3, "could not check".
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from certhook.client.changes import DEFAULT_CONFIG_DIR
 
 if TYPE_CHECKING:
     from certhook.probe import ProbeResult, Target
 
-DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
-DEFAULT_CONF = "/etc/certhook/certhook.conf"
 _UNKNOWN = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from certhook.client.config import DEFAULT_CONFIG
+    from certhook.probe.output import FORMATS
+
     parser.add_argument(
         "targets", nargs="*", metavar="TARGET",
         help="host, host:port, [IPv6]:port, optionally /PROTOCOL (a bare host means 443)",
@@ -44,16 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="probes at once (default 32)")
     parser.add_argument("--targets-file", metavar="FILE",
-                        help="one TARGET [PROTOCOL] per line; # comments")
+                        help="one TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME] per"
+                             " line (a line's own names beat the flags); # comments")
     parser.add_argument("--from-certbot", action="store_true",
                         help="probe every name of every certbot lineage (on its [ports])")
     parser.add_argument("--config-dir", metavar="DIR",
                         help="certbot's config dir: check served certificates against its"
                              f" lineages (default with --from-certbot: {DEFAULT_CONFIG_DIR})")
-    parser.add_argument("--conf", metavar="FILE", default=DEFAULT_CONF,
-                        help=f"certhook conf with the [ports] section (default {DEFAULT_CONF})")
-    parser.add_argument("--format", choices=("text", "json", "nagios", "prtg", "prometheus"),
-                        default="text", help="output format (default text)")
+    parser.add_argument("--conf", metavar="FILE",
+                        help="certhook conf with the [ports] section (default $CERTHOOK_CONFIG"
+                             f" or {DEFAULT_CONFIG})")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="text",
+                        help="output format: " + "; ".join(
+                            f"{row.name}, {row.summary}" for row in FORMATS.values()))
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -72,11 +81,16 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 def _command_line_targets(args: argparse.Namespace, parser: argparse.ArgumentParser
                           ) -> list[Target]:
     from certhook.errors import ParseError
-    from certhook.probe.targets import known_protocols, parse_target
+    from certhook.probe.targets import known_protocols, parse_name, parse_target
 
     if args.starttls is not None and args.starttls not in known_protocols():
         parser.error(f"--starttls: unknown protocol {args.starttls!r}"
                      f" (known: {', '.join(sorted(known_protocols()))})")
+    for flag, value in (("--servername", args.servername), ("--expect-name", args.expect_name)):
+        try:
+            parse_name(value, flag[2:])
+        except ParseError as exc:
+            parser.error(f"{flag}: {exc}")
     targets = []
     for text in args.targets:
         try:
@@ -117,7 +131,8 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
     from certhook.probe.output import render
 
     if args.targets_file:
-        targets += read_targets_file(args.targets_file, args.starttls)
+        targets += read_targets_file(args.targets_file, args.starttls, args.servername,
+                                     args.expect_name)
     fingerprints = None
     config_dir = args.config_dir or (DEFAULT_CONFIG_DIR if args.from_certbot else None)
     if config_dir is not None:
@@ -128,12 +143,19 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
         state = read_state(config_dir)
         fingerprints = certbot_fingerprints(state)
         if args.from_certbot:
-            # The file the reporting client reads, read the same way.
-            conf = read_ini(args.conf, required=args.conf != DEFAULT_CONF)
+            # The file the reporting client reads (--conf, else $CERTHOOK_CONFIG,
+            # else the default, which may be missing), read the same way.
+            from certhook.client.config import DEFAULT_CONFIG
+
+            explicit = args.conf or os.environ.get("CERTHOOK_CONFIG") or None
+            conf = read_ini(explicit or DEFAULT_CONFIG, required=explicit is not None)
             found, skipped = certbot_targets(state, conf)
             for note in skipped:
                 print(f"certhook probe: skipped {note}", file=sys.stderr)
-            targets += found
+            # The flags hold for every target, as for those of a targets file.
+            targets += [replace(target, servername=target.servername or args.servername or None,
+                                expect_name=target.expect_name or args.expect_name or None)
+                        for target in found]
     targets = list(dict.fromkeys(targets))  # each once, in the order first given
     if not targets:
         print("certhook probe: no targets to probe", file=sys.stderr)

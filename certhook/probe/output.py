@@ -1,21 +1,30 @@
-"""The ``--format`` renderings of probe results: text, json, nagios (prtg and prometheus
-have modules of their own). Each takes the results in input order and returns the
-whole output as one string, ending in a newline.
+"""The ``--format`` renderings of probe results, and their table, :data:`FORMATS`.
+
+Text, json and nagios are here; prtg and prometheus have modules of their
+own. Each renderer takes the results in input order and returns the whole
+output as one string, ending in a newline. A format is one
+:class:`OutputFormat` row: the command line's choices, docs/probe.md (a test
+holds its sections to the table) and the tests all read the table.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Callable
 
 from certhook.escape import for_terminal
-from certhook.probe.result import STATUSES, ProbeOptions, ProbeResult, worst_status
+from certhook.probe.result import STATUSES, ProbeOptions, ProbeResult, rank, worst_status
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["FORMATS", "render", "render_json", "render_nagios", "render_text", "summary"]
+__all__ = [
+    "FORMATS", "OutputFormat", "render", "render_json", "render_nagios", "render_text",
+    "summary",
+]
 
 
 def _counts(results: Sequence[ProbeResult]) -> str:
@@ -120,7 +129,7 @@ def render_nagios(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
     worst first, and each gets its own ``days_TARGET`` label.
     """
     worst = worst_status(results)
-    ranked = sorted(results, key=lambda result: -STATUSES[result.status])  # stable: input order
+    ranked = rank(results)
     perfdata = []
     for result in results:
         if result.days_left is None:
@@ -154,15 +163,40 @@ def _render_prometheus(results: Sequence[ProbeResult], options: ProbeOptions) ->
     return render_prometheus(results, options)
 
 
-FORMATS: dict[str, Callable[[Sequence[ProbeResult], ProbeOptions], str]] = {
-    "text": render_text,
-    "json": render_json,
-    "nagios": render_nagios,
-    "prtg": _render_prtg,
-    "prometheus": _render_prometheus,
-}
+Renderer = Callable[["Sequence[ProbeResult]", ProbeOptions], str]
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One ``--format``: its name, what it is for, the media type of its output
+    (what a test parses it as), and the function that renders it."""
+
+    name: str
+    summary: str
+    media_type: str
+    render: Renderer
+
+
+# fmt: off
+_ROWS = (
+    OutputFormat("text", "one aligned row per target, then a count (default)", "text/plain",
+                 render_text),
+    OutputFormat("json", "a list of objects, one per target: the documented contract",
+                 "application/json", render_json),
+    OutputFormat("nagios", "monitoring-plugins status line, performance data, one line per"
+                 " target", "text/plain", render_nagios),
+    OutputFormat("prtg", "an EXE/Script Advanced sensor's JSON", "application/json",
+                 _render_prtg),
+    # The text exposition format, version 0.0.4 (Prometheus "Exposition formats").
+    OutputFormat("prometheus", "metrics for node_exporter's textfile collector",
+                 "text/plain; version=0.0.4", _render_prometheus),
+)
+# fmt: on
+
+#: Every ``--format`` by name, in the order the help and the docs list them.
+FORMATS: Mapping[str, OutputFormat] = MappingProxyType({row.name: row for row in _ROWS})
 
 
 def render(results: Sequence[ProbeResult], format: str, options: ProbeOptions) -> str:
     """``results`` in ``format`` (a key of :data:`FORMATS`)."""
-    return FORMATS[format](results, options)
+    return FORMATS[format].render(results, options)

@@ -28,7 +28,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from certhook.escape import for_terminal
-from certhook.probe.result import STATUSES, worst_status
+from certhook.probe.result import STATUSES, rank, worst_status
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -117,7 +117,7 @@ def render_prtg(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
         for result in results:
             prefix = "" if len(results) == 1 else f"{for_terminal(result.target.label)} "
             channels += _channels(result, options, prefix)
-        ranked = sorted(results, key=lambda result: -STATUSES[result.status])
+        ranked = rank(results)
         if len(results) == 1:
             text = _text(results[0])
         else:

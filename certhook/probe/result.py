@@ -13,10 +13,21 @@ if TYPE_CHECKING:
     from certhook.probe.targets import Fingerprints, Target
     from certhook.x509 import Certificate
 
-__all__ = ["STATUSES", "ProbeOptions", "ProbeResult", "exit_code", "worst_status"]
+__all__ = [
+    "SEVERITY", "STATUSES", "ProbeOptions", "ProbeResult", "exit_code", "rank", "worst_status",
+]
 
 #: Status -> exit code, as the monitoring-plugins guidelines define them.
 STATUSES: Mapping[str, int] = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+#: Status -> severity, for the verdict on several targets: CRITICAL > WARNING >
+#: UNKNOWN > OK, not the order of the exit codes. That is monitoring-plugins'
+#: ``max_state_alt()`` (lib/utils_base.c), the order aggregating plugins use:
+#: a finding about a certificate that was read (expired, wrong name, expiring)
+#: is what a user acts on, and must not be hidden behind "one other target
+#: could not be checked"; an unknown still outranks ok, so that a target the
+#: probe cannot reach never passes as fine. docs/probe.md states the order.
+SEVERITY: Mapping[str, int] = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3}
 
 
 @dataclass(frozen=True)
@@ -142,10 +153,15 @@ class ProbeResult:
 
 
 def worst_status(results: Iterable[ProbeResult]) -> str:
-    """The worst status of ``results`` by exit code (``unknown`` is worst); ok if none."""
-    return max((result.status for result in results), key=STATUSES.__getitem__, default="ok")
+    """The worst status of ``results`` by :data:`SEVERITY`; ok if none."""
+    return max((result.status for result in results), key=SEVERITY.__getitem__, default="ok")
+
+
+def rank(results: Iterable[ProbeResult]) -> list[ProbeResult]:
+    """``results`` worst first by :data:`SEVERITY`, in input order within a status."""
+    return sorted(results, key=lambda result: -SEVERITY[result.status])
 
 
 def exit_code(results: Iterable[ProbeResult]) -> int:
-    """The exit code of a run: that of the worst status."""
+    """The exit code of a run: that of the worst status (:func:`worst_status`)."""
     return STATUSES[worst_status(results)]

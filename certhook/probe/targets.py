@@ -4,13 +4,14 @@ A target is ``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6
 address, optionally followed by ``/protocol`` (``mail.example.org:25/smtp``).
 The protocol is ``tls`` (TLS from the first byte) or the name of a STARTTLS
 dialogue; without one it follows from the port
-(:func:`certhook.probe.starttls.protocol_for_port`). A bare host means 443,
+(:func:`certhook.client.ports.protocol_for_port`). A bare host means 443,
 or the protocol's default port when a protocol is named.
 
 ``--from-certbot`` probes every name of every lineage on the ports listed for
 that lineage in the ``[ports]`` section of certhook's conf
-(:func:`ports_for_lineage`); the reporting client reads the same section of
-the same file, through the same reader (:func:`certhook.client.ini.read_ini`).
+(:func:`ports_for_lineage`, from :mod:`certhook.client.ports`); the
+reporting client reads the same section of the same file, through the same
+reader (:func:`certhook.client.ini.read_ini`) and the same parser.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
+from certhook.client.ports import check_port as _port
+from certhook.client.ports import check_protocol as _check_protocol
+from certhook.client.ports import ports_for_lineage
+from certhook.client.ports import protocol_for_port as _protocol_for_port
 from certhook.errors import LocalError, ParseError
+from certhook.names import PROTOCOL_PORTS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -32,6 +38,7 @@ __all__ = [
     "certbot_fingerprints",
     "certbot_targets",
     "known_protocols",
+    "parse_name",
     "parse_target",
     "ports_for_lineage",
     "read_targets_file",
@@ -96,23 +103,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def known_protocols() -> dict[str, int]:
     """Every protocol name a target may carry, with its default port."""
-    from certhook.probe.starttls import DEFAULT_PORTS
-
-    return {"tls": 443, **DEFAULT_PORTS}
-
-
-def _protocol_for_port(port: int) -> str:
-    from certhook.probe.starttls import protocol_for_port
-
-    return protocol_for_port(port)
-
-
-def _check_protocol(name: str, source: str | None) -> str:
-    protocols = known_protocols()
-    if name not in protocols:
-        listed = ", ".join(sorted(protocols))
-        raise ParseError(f"unknown protocol {name!r} (known: {listed})", source)
-    return name
+    return dict(PROTOCOL_PORTS)
 
 
 def _split_host_port(text: str, source: str | None) -> tuple[str, int | None]:
@@ -136,17 +127,12 @@ def _split_host_port(text: str, source: str | None) -> tuple[str, int | None]:
     return host, _port(port, text, source) if colon else None
 
 
-def _port(text: str, whole: str, source: str | None) -> int:
-    if not text.isdigit() or not text.isascii() or not 0 < int(text) < 65536:
-        raise ParseError(f"{whole!r}: port must be a number from 1 to 65535", source)
-    return int(text)
-
-
 def _check_host(host: str, whole: str, source: str | None) -> str:
     address = _ip(host)
     if address is not None:
         return str(address)
-    if not host or len(host) > _MAX_HOST or not _HOST_RE.fullmatch(host):
+    if (not host or len(host) > _MAX_HOST or not _HOST_RE.fullmatch(host)
+            or not host.isprintable()):
         raise ParseError(f"{whole!r}: not a host name or IP address", source)
     if ".." in host or host.startswith("."):
         raise ParseError(f"{whole!r}: empty label in host name", source)
@@ -181,14 +167,33 @@ def parse_target(
         port = known_protocols()[protocol] if protocol else 443
     if protocol is None:
         protocol = _protocol_for_port(port)
-    return Target(host, port, protocol, servername or None, expect_name or None)
+    return Target(host, port, protocol, parse_name(servername, "servername", source),
+                  parse_name(expect_name, "expect-name", source))
 
 
-def read_targets_file(path: str, starttls: str | None = None) -> list[Target]:
+def parse_name(value: str | None, what: str, source: str | None = None) -> str | None:
+    """A ``servername`` or ``expect-name``: a host name or an IP address, or None.
+
+    ``what`` names the option in the :class:`ParseError` a bad value raises.
+    """
+    if not value:
+        return None
+    return _check_host(value, f"{what}={value}", source)
+
+
+def read_targets_file(
+    path: str,
+    starttls: str | None = None,
+    servername: str | None = None,
+    expect_name: str | None = None,
+) -> list[Target]:
     """Targets from a file: one per line, ``#`` comments, blank lines skipped.
 
-    A line is ``TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME]``.
-    A bad line raises :class:`ParseError` naming ``path:line``.
+    A line is ``TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME]``, each
+    word at most once (docs/probe.md, "Targets"). ``starttls``,
+    ``servername`` and ``expect_name`` (the command line's flags) hold for
+    every line that does not give its own. A bad line raises
+    :class:`ParseError` naming ``path:line``.
     """
     try:
         with open(path, encoding="utf-8") as stream:
@@ -197,65 +202,42 @@ def read_targets_file(path: str, starttls: str | None = None) -> list[Target]:
         raise LocalError(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8 (byte {exc.start})", path) from None
+    defaults = {"servername": servername, "expect-name": expect_name}
     targets = []
     for number, line in enumerate(lines, 1):
         words = line.split("#", 1)[0].split()
         if words:
-            targets.append(_target_line(words, starttls, f"{path}:{number}"))
+            targets.append(_target_line(words, starttls, defaults, f"{path}:{number}"))
     return targets
 
 
-def _target_line(words: list[str], starttls: str | None, source: str) -> Target:
-    protocol = starttls
+_LINE_OPTIONS = ("servername", "expect-name")
+
+
+def _target_line(words: list[str], starttls: str | None,
+                 defaults: Mapping[str, str | None], source: str) -> Target:
+    protocol: str | None = None
     options: dict[str, str] = {}
     for word in words[1:]:
         key, equals, value = word.partition("=")
         if not equals:
+            if protocol is not None:
+                raise ParseError(f"unexpected {word!r}: one protocol per line", source)
             protocol = _check_protocol(word, source)
-        elif key in ("servername", "expect-name") and value:
+        elif key in _LINE_OPTIONS and value:
+            if key in options:
+                raise ParseError(f"{key} given twice", source)
             options[key] = value
         else:
             raise ParseError(f"unexpected {word!r} (servername=NAME or expect-name=NAME)", source)
     if protocol is not None and "/" in words[0]:
         raise ParseError("protocol given twice", source)
     return parse_target(
-        words[0], protocol, options.get("servername"), options.get("expect-name"), source
+        words[0], protocol or starttls,
+        options.get("servername", defaults["servername"]),
+        options.get("expect-name", defaults["expect-name"]),
+        source,
     )
-
-
-def ports_for_lineage(
-    sections: Mapping[str, Mapping[str, str]], lineage: str
-) -> list[tuple[int, str]]:
-    """The ``(port, protocol)`` pairs to probe for a lineage's names.
-
-    ``sections`` is certhook's conf as :func:`certhook.client.ini.read_ini`
-    gives it; the pairs come from its section ``[ports]``, one key per
-    lineage (keys are case-insensitive)::
-
-        [ports]
-        example.org = 443, 25/smtp, 993, 587/submission
-
-    The value is the complete list (leave 443 out to skip HTTPS); an entry
-    is ``PORT``, ``PORT/PROTOCOL`` or ``PROTOCOL`` (its default port), the
-    protocol of a bare port following :func:`protocol_for_port`. A lineage
-    without a key is probed on 443 alone.
-    """
-    value = sections.get("ports", {}).get(lineage.lower())
-    if value is None:
-        return [(443, "tls")]
-    source = f"[ports] {lineage}"
-    pairs: list[tuple[int, str]] = []
-    for entry in filter(None, re.split(r"[\s,]+", value)):
-        port_text, slash, protocol = entry.partition("/")
-        if not slash and not port_text.isdigit():
-            protocol = _check_protocol(port_text, source)
-            port = known_protocols()[protocol]
-        else:
-            port = _port(port_text, entry, source)
-            protocol = _check_protocol(protocol, source) if slash else _protocol_for_port(port)
-        if (port, protocol) not in pairs:
-            pairs.append((port, protocol))
-    return pairs
 
 
 def certbot_targets(
