@@ -159,6 +159,7 @@ def test_the_tcp_hook_path_loads_no_heavy_module(tmp_path: Path, live: Path, arg
                                                  journal: str) -> None:
     with LineServer() as server:
         # A [ports] entry for another lineage: the section is read, not mapped.
+        make_lineage(tmp_path / "config", "mail.example.org", "mail.example.org")
         env = hook_environment(tmp_path, live, server.url,
                                "[ports]\nmail.example.org = 25/smtp\n")
         if journal == "present":
