@@ -185,6 +185,12 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= 40 else name[:37] + "...")
 
 
+def _section_shown(name: str) -> str:
+    """A section name for a one-line message: cut, control characters escaped."""
+    name = name if len(name) <= 40 else name[:37] + "..."
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def _section_hint(name: str, known: Collection[str]) -> str:
     """``did you mean [x]?``, or the known sections. A known name ending in
     `` NAME`` (``account NAME``) stands for every name with that first word."""
@@ -194,7 +200,7 @@ def _section_hint(name: str, known: Collection[str]) -> str:
     guess = f"{guess} {rest.strip()}" if guess else nearest(name, [
         k for k in known if not k.endswith(" NAME")])
     if guess:
-        return f"did you mean [{guess}]?"
+        return f"did you mean [{_section_shown(guess)}]?"
     return "known: " + ", ".join(f"[{k}]" for k in known)
 
 
@@ -221,7 +227,7 @@ def unknown_names(ini: Ini, known: Mapping[str, Collection[str] | None],
             if entry not in known:
                 hint = _section_hint(section, list(known))
                 found.append((header, f"{ini.where(section)}: unknown section"
-                                      f" [{section[:40]}], ignored ({hint})"))
+                                      f" [{_section_shown(section)}], ignored ({hint})"))
                 continue
             if known[entry] is None:
                 continue
@@ -232,5 +238,5 @@ def unknown_names(ini: Ini, known: Mapping[str, Collection[str] | None],
             guess = nearest(key, keys)
             hint = f"did you mean {guess!r}?" if guess else "known: " + ", ".join(keys)
             found.append((number, f"{ini.where(section, key)}: unknown key {_shown(key)}"
-                                  f" in [{section[:40]}], ignored ({hint})"))
+                                  f" in [{_section_shown(section)}], ignored ({hint})"))
     return [message for _, message in sorted(found)]
