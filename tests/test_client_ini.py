@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from certhook.client.ini import parse_ini, read_ini
+from certhook.client.ini import parse_ini, read_ini, unknown_names
 from certhook.errors import LocalError, ParseError
 
 KEY = "ck_Secret-Key%value"
@@ -174,3 +174,23 @@ def test_any_text_gives_a_mapping_or_parse_error(text: str) -> None:
         return
     for options in sections.values():
         assert all(key == key.lower() for key in options)
+
+
+@given(_INI_TEXT | st.text(max_size=80))
+@example("[clinet\u2028]\nk = v\n")
+@example("[DEFAULT]\nsever = x\n[a\x85b]\n")
+def test_unknown_names_are_one_printable_line_each_with_their_line(text: str) -> None:
+    try:
+        ini = parse_ini(text, "x.conf")
+    except ParseError:
+        return
+    known = {"client": ("server", "api_key"), "ports": None}
+    warnings = unknown_names(ini, known)
+    for warning in warnings:
+        assert warning.startswith("x.conf: line ") and warning.isprintable()
+    lines = [int(w.split()[2].rstrip(":")) for w in warnings]
+    assert lines == sorted(lines)
+    expected = sum(1 for section in ini if section not in known) + sum(
+        1 for (section, key) in ini.lines
+        if key and section in ("client", "DEFAULT") and key not in ("server", "api_key"))
+    assert len(warnings) == expected

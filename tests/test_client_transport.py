@@ -100,7 +100,7 @@ def test_misbehaving_servers_cost_at_most_the_deadline(
         with pytest.raises(error) as info:
             session.submit(REQUEST)
         elapsed = time.monotonic() - started
-    assert elapsed < 1.2
+    assert elapsed < 5  # the deadline is 0.6 s; what this catches is waiting for a peer
     assert words in str(info.value)
     assert server.url in str(info.value)
     assert KEY not in str(info.value)
@@ -113,7 +113,7 @@ def test_tls_handshake_with_a_silent_server_is_bounded(ca_file: str) -> None:
         started = time.monotonic()
         with pytest.raises(RemoteTimeout, match="handshake timed out"):
             LineSession(parse_server(url), Deadline(0.6), ca_file)
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 5  # deadline 0.6 s; the peer never speaks
 
 
 def test_a_passed_deadline_stops_before_connecting(line_server: LineServer) -> None:
@@ -171,7 +171,7 @@ def test_http_to_a_silent_line_server_is_bounded() -> None:
         started = time.monotonic()
         with pytest.raises(RemoteTimeout):
             session.submit(REQUEST)
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 5  # deadline 0.6 s; the peer never answers
 
 
 def test_open_session_picks_the_transport(line_server: LineServer) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 from typing import Any
 
 import configobj  # the oracle; in the test extra
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from certhook.certbot.configobj import parse_configobj
@@ -55,6 +56,9 @@ VALUES = [
     ('k = "a, b", c', {"k": ["a, b", "c"]}),
     ("k = 'a', \"b\"", {"k": ["a", "b"]}),
     ('k = "", ""', {"k": ["", ""]}),
+    ("k = 'a' # it's fine", {"k": "a"}),
+    ("k = 'a' # a \"quote\", other quote", {"k": "a"}),
+    ("k = a # x', y", {"k": "a"}),
     ('k = "a#b", c # d', {"k": ["a#b", "c"]}),
     ("k = a#b, c", {"k": "a"}),
     ("k = a = b", {"k": "a = b"}),
@@ -137,6 +141,13 @@ ERRORS = [
     ("= v", 1, "missing key"),
     ('"k" v', 1, "expected '='"),
     ('"k = v', 1, "unterminated quote"),
+    # configobj may stretch a quote over a comment holding that quote and a
+    # comma (k = ''#', reads as ["'#"]): refused, whether or not it does on
+    # the line at hand (the module docstring says why).
+    ("k = ''#',", 1, "comment after a quoted item"),
+    ("k = 'a' # or 'b', say", 1, "comment after a quoted item"),
+    ('k = "a", b # say "hi" , ok', 1, "comment after a quoted item"),
+    ("k = 'a', # x',", 1, "comment after a quoted item"),
 ]
 
 
@@ -147,6 +158,17 @@ def test_errors(text: str, line: int, words: str) -> None:
     assert info.value.source == "test.conf"
     assert str(info.value).startswith(f"test.conf: line {line}: ")
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "configobj_reads"), [
+    ("k = ''#',", {"k": ["'#"]}),
+    ("k = 'a' # or 'b', say", {"k": ["a' # or 'b", "say"]}),
+])
+def test_configobj_reads_such_comments_into_the_value(text: str, configobj_reads: Any) -> None:
+    """Why the refusal: reading the comment as a comment would be wrong."""
+    assert oracle(text) == configobj_reads
+    with pytest.raises(ParseError, match="comment after a quoted item"):
+        parse(text)
 
 
 @pytest.mark.parametrize("path", CONFS, ids=lambda p: p.name)
@@ -247,7 +269,11 @@ def value(draw: st.DrawFn) -> tuple[str, Any]:
         result = "\n".join(parts)
         raw = quote + result + quote
     if draw(st.booleans()):
-        raw += draw(BLANK) + "#" + draw(st.text(SAFE + "#'\",", max_size=8))
+        comment = draw(st.text(SAFE + "#'\",", max_size=8))
+        # A quote then a comma in a comment after a quoted item is refused
+        # (configobj reads it into the value): tested in ERRORS.
+        assume(not any(re.search(q + r"\s*,", comment) for q in "'\"" if q in raw))
+        raw += draw(BLANK) + "#" + comment
     return raw, result
 
 
@@ -306,6 +332,7 @@ def conf(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(conf())
+@example(("k = ''#'\n", {"k": ""}))
 def test_grammar_matches_configobj(case: tuple[str, dict[str, Any]]) -> None:
     text, expected = case
     assert parse(text) == expected
@@ -321,6 +348,7 @@ FUZZ = st.lists(st.sampled_from(
 @given(FUZZ)
 @example('k = "a"b"')
 @example("[a]]")
+@example("k = ''#',")  # a fresh clone's CI found it: configobj reads ["'#"]
 def test_fuzz_value_or_parse_error_and_never_wrong(text: str) -> None:
     try:
         result = parse(text)

@@ -125,7 +125,7 @@ def test_bash_is_bounded_by_the_deadline(tmp_path: Path, live: Path) -> None:
         proc, elapsed = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live),
                                    RENEWED_DOMAINS=DOMAINS)
     assert proc.returncode == 0
-    assert elapsed < 1 + 1.5
+    assert elapsed < 6  # deadline 1 s, far below the default 10 s and a silent peer
     assert proc.stderr.count("\n") == 1 and "did not answer" in proc.stderr
 
 
@@ -137,7 +137,7 @@ def test_bash_warns_once_and_never_shows_the_key(tmp_path: Path, live: Path,
                           spool_dir=str(tmp_path / "spool"))
         proc, elapsed = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live),
                                    RENEWED_DOMAINS=DOMAINS)
-    assert proc.returncode == 0 and elapsed < 4
+    assert proc.returncode == 0 and elapsed < 6  # deadline 2 s (default 10 s)
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("certhook deploy hook:")
     assert KEY not in proc.stderr
     assert len(Spool(str(tmp_path / "spool")).names()) == 1

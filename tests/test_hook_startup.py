@@ -169,6 +169,8 @@ def test_the_tcp_hook_path_loads_no_heavy_module(tmp_path: Path, live: Path, arg
                                                  journal: str, ports: str) -> None:
     conf, expected = PORTS[ports]
     with LineServer() as server:
+        # [ports] may name another lineage: it must exist, or the hook warns.
+        make_lineage(tmp_path / "config", "mail.example.org", "mail.example.org")
         env = hook_environment(tmp_path, live, server.url, conf)
         if journal == "present":
             (tmp_path / "spool").mkdir(mode=0o700)

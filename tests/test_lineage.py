@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -326,7 +325,9 @@ def test_any_conf_bytes_give_value_or_parse_error(tmp_path: Path, data: bytes) -
         pass
 
 
-def test_a_thousand_lineages_are_quick(tmp_path: Path, ca: trustme.CA) -> None:
+def test_a_thousand_lineages_are_all_read(tmp_path: Path, ca: trustme.CA) -> None:
+    # How fast is bench/scan.py's to say (1,000 lineages, against certbot
+    # certificates on the same tree): no test asserts on wall-clock time.
     tree = Tree(tmp_path / "le", ca)
     tree.lineage("template.example")
     template = tree.conf("template.example").read_text()
@@ -339,11 +340,11 @@ def test_a_thousand_lineages_are_quick(tmp_path: Path, ca: trustme.CA) -> None:
             os.link(source / f"{kind}1.pem", tree.root / "archive" / name / f"{kind}1.pem")
             tree.link(name, kind, 1)
         tree.conf(name).write_text(template.replace("template.example", name))
-    timings = []
-    for _ in range(3):  # the best of three, as timeit does, to discount a busy machine
-        start = time.perf_counter()
-        state = read_state(str(tree.root))
-        timings.append(time.perf_counter() - start)
+    state = read_state(str(tree.root))
     assert len(state.lineages) == 1001
     assert all(lineage.problems == () for lineage in state.lineages)
-    assert min(timings) < 1.0, f"1001 lineages took {min(timings):.2f}s"
+    assert [lineage.name for lineage in state.lineages][-2:] == [
+        "site0999.example", "template.example"]
+    # every clone links the template's certificate
+    assert {lineage.domains for lineage in state.lineages} == {
+        ("template.example", "www.template.example")}

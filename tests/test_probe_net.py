@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from probe_helpers import CA, Server, serve, write
 
-from certhook.probe import ProbeOptions, Target, probe, probe_many
+from certhook.probe import ProbeOptions, ProbeResult, Target, probe, probe_many
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_hostile_peer_is_unknown_within_the_deadline(mode: str, timeout: float,
         took = time.monotonic() - start
     assert result.status == "unknown"
     assert result.error is not None and error in result.error
-    assert took < timeout + 0.5
+    assert took < timeout + 5  # a silent peer holds 30 s, a trickling one 40 s
     assert result.to_json()["days_left"] is None and result.leaf is None
 
 
@@ -114,10 +114,10 @@ def test_unresolvable_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stuck_resolver_is_abandoned_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_resolver(monkeypatch, {"slow.localhost": ["127.0.0.1"]}, delay=3)
+    _fake_resolver(monkeypatch, {"slow.localhost": ["127.0.0.1"]}, delay=15)
     start = time.monotonic()
     result = probe(Target("slow.localhost", 443), ProbeOptions(timeout=0.5))
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 5  # the resolver takes 15 s
     assert (result.status, result.error) == ("unknown", "timed out resolving slow.localhost")
 
 
@@ -172,10 +172,14 @@ def test_many_targets_in_input_order_and_in_parallel(ca: tuple[CA, str]) -> None
         targets = [Target("127.0.0.1", s.port) for s in servers]
         targets.insert(2, Target("127.0.0.1", silent.port))
         seen: list[int] = []
-        start = time.monotonic()
-        results = probe_many(targets, ProbeOptions(ca_file=ca_file, timeout=1.0), concurrency=8,
-                             progress=lambda done, total, result: seen.append(done))
-        took = time.monotonic() - start
+        finished: list[Target] = []
+
+        def progress(done: int, total: int, result: ProbeResult) -> None:
+            seen.append(done)
+            finished.append(result.target)
+
+        results = probe_many(targets, ProbeOptions(ca_file=ca_file, timeout=2.0), concurrency=8,
+                             progress=progress)
     finally:
         for server in [*servers, silent]:
             server.__exit__()
@@ -183,7 +187,9 @@ def test_many_targets_in_input_order_and_in_parallel(ca: tuple[CA, str]) -> None
     assert [r.status for r in results] == ["critical", "warning", "unknown", "ok", "ok"]
     assert [r.days_left for r in results] == [3, 15, None, 40, 90]
     assert seen == [1, 2, 3, 4, 5]
-    assert took < 1.6  # the silent one's deadline, not the sum
+    # In parallel: the targets after the silent one (3rd) were done while it
+    # waited out its 2 s, far longer than a handshake on loopback takes.
+    assert finished[-1] == targets[2]
 
 
 def test_bad_ca_file_raises_before_probing(tmp_path: Path) -> None:

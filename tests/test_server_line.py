@@ -185,7 +185,7 @@ def test_thousands_of_idle_connections(server: tuple[AuditServer, str, dict[str,
         for _, client in _clients(srv, tls_files):
             started = time.monotonic()
             assert client.ask(add_line(keys["alice"], "busy.example")).startswith(b"ok")
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 10  # not stuck behind 2000 silent peers
             client.close()
     finally:
         for s in idle:

@@ -22,7 +22,7 @@ from server_helpers import (
     wait_until,
 )
 
-from certhook.errors import UsageError
+from certhook.errors import ParseError
 from certhook.server.config import load_config
 
 
@@ -33,7 +33,7 @@ def test_resolve_is_parsed_and_checked(tmp_path: Path) -> None:
                                          ("v6.example.org", "::1"))
     for bad in ("www.example.org", "www.example.org=not-an-ip", "=127.0.0.1"):
         conf.write_text(f"[audit]\nresolve = {bad}\n")
-        with pytest.raises(UsageError, match="resolve"):
+        with pytest.raises(ParseError, match="resolve"):
             load_config(conf)
 
 

@@ -11,7 +11,7 @@ import pytest
 from server_helpers import count, new_db
 
 from certhook.cli import main
-from certhook.errors import UsageError
+from certhook.errors import ParseError, UsageError
 from certhook.protocol import Request, parse_request
 from certhook.server import store
 from certhook.server.committer import GroupCommitter, Job, WaitSink
@@ -213,5 +213,5 @@ def test_config_file(tmp_path: Path) -> None:
     assert cfg.notify_for("alice").email == ("ops@example.org",)
     assert "password" not in repr(cfg.smtp)
     path.write_text("[audit]\ngrace = soon\n")
-    with pytest.raises(UsageError):
+    with pytest.raises(ParseError):  # tests/test_config_errors.py: the message
         load_config(path)

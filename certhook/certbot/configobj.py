@@ -21,7 +21,14 @@ dict (the test suite checks it against configobj with hypothesis). Where
 configobj's regular expressions backtrack into surprising readings, this
 parser raises :class:`~certhook.errors.ParseError` instead: a quote that
 closes and is followed by text (configobj reads ``"a"b"`` as ``a"b``), a
-line starting with ``[`` that is not a section header, an empty key.
+line starting with ``[`` that is not a section header, an empty key, and a
+comment after a quoted item that holds that item's quote followed by a comma.
+configobj's lazy ``'.*?'`` stretches the quote over the comment whenever that
+makes a list item (it reads ``k = ''#',`` as ``["'#"]``, not ``''``); telling
+exactly when it does means replaying its backtracking, so every such comment
+is refused. certbot's own comments are whole lines ("# Options used in the
+renewal process"); only a hand edit puts a comment after a value (certbot
+keeps it when it rewrites the file), so only a hand edit meets a refusal.
 Values are returned verbatim: configobj's ``%(name)s`` interpolation, which
 certbot gets on item access, is not applied.
 """
@@ -43,6 +50,9 @@ _TRIPLES = ("'''", '"""')
 # What may follow a section name: one or more "]" with optional blanks
 # between, then an optional comment.
 _SECTION_TAIL = re.compile(r"(?:\s*\])+\s*(?:#.*)?")
+# A quote, blanks, a comma: in a comment after an item quoted with that quote,
+# configobj's list-item pattern ('.*?' then \s*,) reads the comment into it.
+_QUOTE_COMMA = {quote: re.compile(re.escape(quote) + r"\s*,") for quote in _QUOTES}
 
 
 class _LineError(Exception):
@@ -191,6 +201,7 @@ def _parse_value(text: str) -> str | list[str]:
             raise _LineError("a value may not start with ','")
         return []
     items: list[str] = []
+    quotes: set[str] = set()  # the quotes of the quoted items
     is_list = False
     pos, size = 0, len(text)
     while True:
@@ -200,6 +211,7 @@ def _parse_value(text: str) -> str | list[str]:
             if end < 0:
                 raise _LineError("unterminated quote")
             items.append(text[pos + 1 : end])
+            quotes.add(char)
             pos = _skip_blanks(text, end + 1)
             if pos < size and text[pos] not in ",#":
                 raise _LineError("text after a closing quote")
@@ -217,6 +229,9 @@ def _parse_value(text: str) -> str | list[str]:
         pos = _skip_blanks(text, pos + 1)
         if pos >= size or text[pos] == "#":
             break
+    if any(_QUOTE_COMMA[quote].search(text, pos) for quote in quotes):
+        raise _LineError("a comment after a quoted item holds its quote and a comma"
+                         " (configobj would read the comment into the value)")
     return items if is_list else items[0]
 
 

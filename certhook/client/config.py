@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import os
 
-from certhook.client.ini import read_ini
+from certhook.client.ini import Ini, nearest, read_ini, unknown_names
 from certhook.errors import LocalError, ParseError
 
 TYPE_CHECKING = False  # typing costs ~2 ms at start-up; mypy reads this name specially
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping
+    from collections.abc import Callable, Collection, Mapping
+    from typing import Any
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -41,6 +42,7 @@ __all__ = [
     "load_config",
     "parse_server",
     "parse_servers",
+    "ports_warnings",
 ]
 
 DEFAULT_CONFIG = "/etc/certhook/certhook.conf"
@@ -134,8 +136,8 @@ def parse_servers(text: str, source: str | None = None) -> tuple[ServerURL, ...]
 class ClientConfig:
     """Everything a submitting command needs. The key is never in ``repr``."""
 
-    __slots__ = ("api_key", "ca_file", "deadline", "key_source", "path", "sections",
-                 "servers", "spool_dir", "warnings")
+    __slots__ = ("api_key", "ca_file", "deadline", "key_source", "looked_for", "path",
+                 "sections", "servers", "spool_dir", "warnings")
 
     def __init__(
         self,
@@ -148,6 +150,7 @@ class ClientConfig:
         sections: dict[str, dict[str, str]] | None = None,
         key_source: str | None = None,
         warnings: tuple[str, ...] = (),
+        looked_for: str | None = None,
     ) -> None:
         self.servers = servers
         self.api_key = api_key
@@ -158,6 +161,19 @@ class ClientConfig:
         self.sections = sections or {}  # its contents (certhook.client.ini), for [ports]
         self.key_source = key_source  # where the key came from: a path or a variable
         self.warnings = warnings
+        self.looked_for = looked_for or path  # the INI file looked for, found or not
+
+    def unset(self, what: str) -> str:
+        """Why the ``server`` or the ``api_key`` is not configured, naming the file."""
+        name, variable = (("audit server", "CERTHOOK_SERVER") if what == "server"
+                          else ("API key", "CERTHOOK_API_KEY"))
+        keys = "server" if what == "server" else "api_key or api_key_file"
+        if self.path is None and self.looked_for:
+            where = (f"{self.looked_for} does not exist (CERTHOOK_CONFIG names another file),"
+                     f" nor is {variable} set")
+        else:
+            where = f"no [client] {keys} in {self.path or 'the configuration'}, nor {variable}"
+        return f"no {name} configured: {where}"
 
     def __repr__(self) -> str:
         servers = ",".join(map(str, self.servers))
@@ -198,14 +214,92 @@ def _read_key_file(path: str) -> str:
     return key
 
 
-def _parse_deadline(text: str, source: str) -> float:
+def _deadline(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ParseError(f"deadline {text[:20]!r} is not a number of seconds", source) from None
-    if not 0 < value <= 3600:
-        raise ParseError("deadline must be more than 0 and at most 3600 seconds", source)
+        value = float("nan")
+    if not 0 < value <= 3600:  # NaN too
+        raise ValueError(f"{text.strip()[:20]!r} is not a number of seconds,"
+                         " more than 0 and at most 3600")
     return value
+
+
+def _api_key(text: str) -> str:
+    key = text.strip()
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise ValueError("must be one word, without spaces")  # never quoted: it is the key
+    return key
+
+
+# [client] key -> how its value is read: the value, or ValueError saying what is
+# allowed (ParseError is one). These rows are also the keys [client] knows, so
+# one row adds a key that is read and known (tests/test_config_errors.py).
+# A reader never quotes api_key's value. An empty value leaves a key unset.
+_CLIENT_KEYS: dict[str, Callable[[str], object]] = {
+    "server": parse_servers,
+    "api_key": _api_key,
+    "api_key_file": str.strip,
+    "spool_dir": str.strip,
+    "deadline": _deadline,
+    "ca_file": str.strip,
+}
+# The sections of certhook.conf; [ports] maps lineage names (any key) to ports.
+SECTIONS: dict[str, Collection[str] | None] = {"client": _CLIENT_KEYS, "ports": None}
+
+
+def _read_section(ini: Ini) -> dict[str, Any]:
+    """The [client] values of the file, each read by its row of the table."""
+    values: dict[str, Any] = {}
+    for key, text in ini.get("client", {}).items():
+        read = _CLIENT_KEYS.get(key)
+        if read is None or not text.strip():
+            continue  # an unknown key is warned about; an empty one is unset
+        try:
+            values[key] = read(text)
+        except ValueError as exc:
+            why = exc.reason if isinstance(exc, ParseError) else str(exc)
+            raise ParseError(f"[client] {key}: {why}", ini.where("client", key)) from None
+    return values
+
+
+def _lineages(certbot_dir: str) -> list[str] | None:
+    """certbot's lineage names (``renewal/NAME.conf``), None if unreadable."""
+    try:
+        names = os.listdir(os.path.join(certbot_dir, "renewal"))
+    except OSError:
+        return None  # no certbot state here (yet): nothing to check [ports] against
+    return [name[:-5] for name in names if name.endswith(".conf") and len(name) > 5]
+
+
+def ports_warnings(ini: Ini, certbot_dir: str) -> list[str]:
+    """A warning for each ``[ports]`` key that names no lineage of certbot's.
+
+    The rule: a key of ``[ports]`` is a lineage name, the ``NAME`` of
+    certbot's ``CONFIG/renewal/NAME.conf`` (in any case); another key is
+    never used. Checked when the command knows certbot's config directory.
+    """
+    given = [key for (section, key) in ini.lines if section == "ports" and key]
+    lineages = _lineages(certbot_dir) if given else None
+    if not lineages:
+        return []
+    known = {name.lower(): name for name in lineages}
+    warnings = []
+    for key in given:
+        if key in known:
+            continue
+        guess = nearest(key, known)
+        hint = f"; did you mean {known[guess]!r}?" if guess else ""
+        warnings.append(f"{ini.where('ports', key)}: [ports] {key[:60]!r} is not a lineage in"
+                        f" {certbot_dir} (no renewal/{key[:60]}.conf), so never used{hint}")
+    return warnings
+
+
+def _certbot_dir(certbot_dir: str | None, env: Mapping[str, str]) -> str | None:
+    """certbot's config dir: as given, else a deploy hook's (``CONFIG/live/NAME``)."""
+    if certbot_dir is None and env.get("RENEWED_LINEAGE"):
+        certbot_dir = os.path.dirname(os.path.dirname(env["RENEWED_LINEAGE"].rstrip("/")))
+    return certbot_dir
 
 
 def load_config(
@@ -217,36 +311,44 @@ def load_config(
     spool_dir: str | None = None,
     deadline: float | None = None,
     ca_file: str | None = None,
+    certbot_dir: str | None = None,
 ) -> ClientConfig:
     """Layer the INI file, the environment and the flags (the keyword arguments).
 
     ``path`` is the ``--config`` flag; without it ``CERTHOOK_CONFIG``, then
     :data:`DEFAULT_CONFIG`, which may be missing. A named file that is
-    missing raises :class:`LocalError`; a bad value :class:`ParseError`.
+    missing raises :class:`LocalError`; a bad value :class:`ParseError`
+    naming the file, line and key. Unknown sections and keys become
+    :attr:`ClientConfig.warnings`, and so do ``[ports]`` keys that are no
+    lineage in ``certbot_dir`` (certbot's config directory, when the
+    command knows it; a deploy hook's ``RENEWED_LINEAGE`` tells it too).
     """
     env = os.environ if environ is None else environ
     explicit = path or env.get("CERTHOOK_CONFIG") or None
     conf_path = explicit or DEFAULT_CONFIG
-    sections = read_ini(conf_path, required=explicit is not None)
-    section: Mapping[str, str] = sections.get("client", {}) if sections is not None else {}
-    where = f"{conf_path} [client]"
+    ini = read_ini(conf_path, required=explicit is not None)
+    warnings: list[str] = []
+    values: dict[str, Any] = {}
+    if ini is not None:
+        values = _read_section(ini)
+        warnings += unknown_names(ini, SECTIONS)  # difflib is imported only to warn
+        certbot_dir = _certbot_dir(certbot_dir, env)
+        if certbot_dir is not None:
+            warnings += ports_warnings(ini, certbot_dir)
 
-    servers: tuple[ServerURL, ...] = ()
-    if section.get("server"):
-        servers = parse_servers(section["server"], where)
+    servers: tuple[ServerURL, ...] = values.get("server", ())
     if env.get("CERTHOOK_SERVER"):
         servers = parse_servers(env["CERTHOOK_SERVER"], "CERTHOOK_SERVER")
     if server:
         servers = parse_servers(server, "--server")
 
-    warnings: list[str] = []
     key: str | None = None
     key_source: str | None = None
-    if section.get("api_key_file"):
-        key_path = os.path.join(os.path.dirname(conf_path), section["api_key_file"].strip())
+    if values.get("api_key_file"):
+        key_path = os.path.join(os.path.dirname(conf_path), values["api_key_file"])
         key, key_source = _read_key_file(key_path), key_path
-    elif section.get("api_key"):
-        key, key_source = section["api_key"].strip(), conf_path
+    elif values.get("api_key"):
+        key, key_source = values["api_key"], conf_path
     if key_source is not None:
         warning = _world_readable_warning(key_source)
         if warning:
@@ -261,28 +363,27 @@ def load_config(
     if key is not None and (not key or any(c.isspace() or not c.isprintable() for c in key)):
         raise ParseError("the API key is empty or has spaces", key_source)
 
-    spool = section.get("spool_dir") or DEFAULT_SPOOL_DIR
-    spool = env.get("CERTHOOK_SPOOL_DIR") or spool
+    spool = env.get("CERTHOOK_SPOOL_DIR") or values.get("spool_dir") or DEFAULT_SPOOL_DIR
     spool = spool_dir or spool
 
-    limit = DEFAULT_DEADLINE
-    if section.get("deadline"):
-        limit = _parse_deadline(section["deadline"], where)
+    limit: float = values.get("deadline", DEFAULT_DEADLINE)
     if deadline is not None:
-        limit = _parse_deadline(str(deadline), "--deadline")
+        try:
+            limit = _deadline(str(deadline))
+        except ValueError as exc:
+            raise ParseError(str(exc), "--deadline") from None
 
-    ca = section.get("ca_file") or None
-    ca = ca_file or ca
     return ClientConfig(
         servers=servers,
         api_key=key or None,
         spool_dir=spool,
         deadline=limit,
-        ca_file=ca,
-        path=conf_path if sections is not None else None,
-        sections=sections,
+        ca_file=ca_file or values.get("ca_file") or None,
+        path=conf_path if ini is not None else None,
+        sections=ini,
         key_source=key_source,
         warnings=tuple(warnings),
+        looked_for=conf_path,
     )
 
 
@@ -307,8 +408,9 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
                             f" (default {DEFAULT_DEADLINE:g})")
 
 
-def config_from_args(args: argparse.Namespace) -> ClientConfig:
-    """:func:`load_config` with the flags of :func:`add_client_arguments`."""
+def config_from_args(args: argparse.Namespace, certbot_dir: str | None = None) -> ClientConfig:
+    """:func:`load_config` with the flags of :func:`add_client_arguments`;
+    certbot's config dir from ``certbot_dir``, else ``--config-dir``."""
     return load_config(
         args.config,
         server=args.server,
@@ -316,4 +418,5 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         spool_dir=args.spool_dir,
         deadline=args.deadline,
         ca_file=args.ca_file,
+        certbot_dir=certbot_dir or getattr(args, "config_dir", None),
     )

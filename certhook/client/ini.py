@@ -2,10 +2,11 @@
 
 Both the reporting client (``[client]``, ``[ports]``) and ``certhook probe
 --conf`` (``[ports]``) read the file through :func:`read_ini`, so one file
-means the same to both. It is not ``configparser`` because the certbot hook
-reads the file on every renewal, and ``import configparser`` brings ``re``
-and ``enum`` with it: ~8 ms of a hook whose whole budget is ~5 ms above a
-bare interpreter start (bench/hook.py).
+means the same to both; the audit server reads its own file through it too.
+It is not ``configparser`` because the certbot hook reads the file on every
+renewal, and ``import configparser`` brings ``re`` and ``enum`` with it:
+~8 ms of a hook whose whole budget is ~5 ms above a bare interpreter start
+(bench/hook.py).
 
 What a file may hold is what ``configparser.ConfigParser(interpolation=None)``
 accepts with its other settings at their defaults, and a value reads the same
@@ -29,16 +30,48 @@ accepts with its other settings at their defaults, and a value reads the same
 Anything else is a :class:`~certhook.errors.ParseError` naming the line
 number. No message quotes a value or a line that did not parse: either may
 hold the API key (a duplicate names the key or section, as configparser does).
+
+What a program does not know in a file that parses is for
+:func:`unknown_names` to say: one warning per unknown section or key, with
+its line and the nearest known name.
 """
 
 from __future__ import annotations
 
 from certhook.errors import LocalError, ParseError
 
-__all__ = ["DEFAULT_SECTION", "parse_ini", "read_ini"]
+TYPE_CHECKING = False  # typing costs ~2 ms at start-up; mypy reads this name specially
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable, Mapping
+
+__all__ = ["DEFAULT_SECTION", "Ini", "nearest", "parse_ini", "read_ini", "unknown_names"]
 
 DEFAULT_SECTION = "DEFAULT"
 _COMMENT_PREFIXES = ("#", ";")
+
+
+class Ini(dict[str, dict[str, str]]):
+    """What :func:`parse_ini` read: section -> {key -> value}, and where.
+
+    ``lines[(section, key)]`` is the line a key was given on, in that
+    section or in ``DEFAULT``; ``lines[(section, "")]`` the line of a
+    section's header. ``source`` names the file, for messages.
+    """
+
+    __slots__ = ("lines", "source")
+
+    def __init__(self, sections: Mapping[str, dict[str, str]] | None = None,
+                 source: str | None = None,
+                 lines: Mapping[tuple[str, str], int] | None = None) -> None:
+        super().__init__(sections or {})
+        self.source = source
+        self.lines = dict(lines or {})
+
+    def where(self, section: str, key: str = "") -> str:
+        """``SOURCE: line N`` for a key (or, without one, a section header)."""
+        number = self.lines.get((section, key)) or self.lines.get((DEFAULT_SECTION, key))
+        place = f"line {number}" if number else f"[{section}]"
+        return f"{self.source}: {place}" if self.source else place
 
 
 def _header(line: str) -> str | None:
@@ -61,7 +94,7 @@ def _delimiter(line: str) -> int:
     return min(found) if found else -1
 
 
-def parse_ini(text: str, source: str | None = None) -> dict[str, dict[str, str]]:
+def parse_ini(text: str, source: str | None = None) -> Ini:
     """Section name -> {lower-cased key -> value}, for every section but ``DEFAULT``.
 
     ``text`` is split at ``\\n`` only (as ``configparser.read_string`` does);
@@ -73,7 +106,7 @@ def parse_ini(text: str, source: str | None = None) -> dict[str, dict[str, str]]
     sections: dict[str, dict[str, list[str]]] = {}
     current: dict[str, list[str]] | None = None  # the section being read
     section = ""
-    given: set[tuple[str, str]] = set()  # (section, key) pairs read so far
+    given: dict[tuple[str, str], int] = {}  # (section, key or "" for the header) -> line
     key: str | None = None  # the option a continuation line would extend
     indent = 0  # of the latest header or option line
     for number, line in enumerate(text.split("\n"), 1):
@@ -97,6 +130,7 @@ def parse_ini(text: str, source: str | None = None) -> dict[str, dict[str, str]]
                 raise ParseError(f"line {number}: section [{name}] given twice", source)
             else:
                 current = sections[name] = {}
+            given.setdefault((name, ""), number)
             section, key = name, None
             continue
         if current is None:
@@ -108,17 +142,18 @@ def parse_ini(text: str, source: str | None = None) -> dict[str, dict[str, str]]
         key = stripped[:cut].rstrip().lower()
         if (section, key) in given:
             raise ParseError(f"line {number}: {key!r} given twice in [{section}]", source)
-        given.add((section, key))
+        given[(section, key)] = number
         current[key] = [stripped[cut + 1:].strip()]
 
     def joined(options: dict[str, list[str]]) -> dict[str, str]:
         return {option: "\n".join(lines).rstrip() for option, lines in options.items()}
 
     common = joined(defaults)
-    return {title: {**common, **joined(options)} for title, options in sections.items()}
+    return Ini({title: {**common, **joined(options)} for title, options in sections.items()},
+               source, given)
 
 
-def read_ini(path: str, required: bool = True) -> dict[str, dict[str, str]] | None:
+def read_ini(path: str, required: bool = True) -> Ini | None:
     """:func:`parse_ini` of a file, or None if it does not exist and is not ``required``.
 
     LocalError if it cannot be read (or, ``required``, does not exist);
@@ -136,3 +171,72 @@ def read_ini(path: str, required: bool = True) -> dict[str, dict[str, str]] | No
     except UnicodeDecodeError as exc:
         raise ParseError(f"not UTF-8 (byte {exc.start})", path) from None
     return parse_ini(text, path)
+
+
+def nearest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice most like ``word`` (difflib's measure), None if none is close."""
+    import difflib  # only when there is something to warn about: not on the hook's path
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 40 else name[:37] + "...")
+
+
+def _section_shown(name: str) -> str:
+    """A section name for a one-line message: cut, control characters escaped."""
+    name = name if len(name) <= 40 else name[:37] + "..."
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def _section_hint(name: str, known: Collection[str]) -> str:
+    """``did you mean [x]?``, or the known sections. A known name ending in
+    `` NAME`` (``account NAME``) stands for every name with that first word."""
+    head, blank, rest = name.partition(" ")
+    patterns = {k[: -len(" NAME")]: k for k in known if k.endswith(" NAME")}
+    guess = nearest(head, patterns) if blank and rest.strip() else None
+    guess = f"{guess} {rest.strip()}" if guess else nearest(name, [
+        k for k in known if not k.endswith(" NAME")])
+    if guess:
+        return f"did you mean [{_section_shown(guess)}]?"
+    return "known: " + ", ".join(f"[{k}]" for k in known)
+
+
+def unknown_names(ini: Ini, known: Mapping[str, Collection[str] | None],
+                  kind: Callable[[str], str] | None = None) -> list[str]:
+    """One warning per section and per key of ``ini`` that ``known`` does not know.
+
+    ``known`` maps a section to its keys (the tables that read them), or to
+    None if any key goes (``[ports]``: lineage names, checked elsewhere); ``kind``
+    maps a section name to its entry in ``known`` (``account alice`` to
+    ``account NAME``). A key of ``DEFAULT`` is known if some section knows
+    it. Each warning names the file, the line and the nearest known name,
+    never a value; in the order of the lines.
+    """
+    found: list[tuple[int, str]] = []
+    every_key = list(dict.fromkeys(key for keys in known.values() for key in keys or ()))
+    for section in [*ini, DEFAULT_SECTION]:
+        header = ini.lines.get((section, ""))
+        if header is None:
+            continue  # a DEFAULT never opened
+        keys: Collection[str] = every_key
+        if section != DEFAULT_SECTION:
+            entry = (kind or str)(section)
+            if entry not in known:
+                hint = _section_hint(section, list(known))
+                found.append((header, f"{ini.where(section)}: unknown section"
+                                      f" [{_section_shown(section)}], ignored ({hint})"))
+                continue
+            if known[entry] is None:
+                continue
+            keys = known[entry] or ()
+        for (where, key), number in ini.lines.items():
+            if where != section or not key or key in keys:
+                continue
+            guess = nearest(key, keys)
+            hint = f"did you mean {guess!r}?" if guess else "known: " + ", ".join(keys)
+            found.append((number, f"{ini.where(section, key)}: unknown key {_shown(key)}"
+                                  f" in [{_section_shown(section)}], ignored ({hint})"))
+    return [message for _, message in sorted(found)]

@@ -246,10 +246,10 @@ def _send(config: ClientConfig, subs: list[Submission], deadline: Deadline,
     if not pending:
         return
     if not config.servers:
-        outcome._error("no audit server configured ([client] server or CERTHOOK_SERVER)")
+        outcome._error(config.unset("server"))
         return
     if not config.api_key:
-        outcome._error("no API key configured ([client] api_key or CERTHOOK_API_KEY)")
+        outcome._error(config.unset("api_key"))
         return
     for server in config.servers:
         if not pending:

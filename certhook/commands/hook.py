@@ -188,7 +188,8 @@ def hook(options: HookOptions) -> int:
         try:
             config = load_config(options.config, server=options.server,
                                  api_key_file=options.api_key_file, spool_dir=options.spool_dir,
-                                 deadline=options.deadline, ca_file=options.ca_file)
+                                 deadline=options.deadline, ca_file=options.ca_file,
+                                 certbot_dir=options.config_dir)
         except CerthookError as exc:
             # Still find out what changed and spool it: a later flush, with
             # the configuration fixed, delivers it.

@@ -163,7 +163,7 @@ def _report(args: argparse.Namespace, config_dir: str, logs_dir: str,
     from certhook.client.transport import Deadline
     from certhook.errors import LocalError
 
-    config = config_from_args(args)
+    config = config_from_args(args, config_dir)
     deadline = Deadline(config.deadline)
     notes = list(config.warnings)
     after = read_state(config_dir)

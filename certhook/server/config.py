@@ -1,26 +1,33 @@
 """The audit server's configuration: an INI file, command-line overrides, defaults.
 
-The file has a ``[server]`` section (database, listeners, limits), an
+The file (INI, read by :mod:`certhook.client.ini`, as configparser reads it)
+has a ``[server]`` section (database, listeners, limits), an
 ``[audit]`` section (probing schedule, thresholds, the SSRF allow-list),
 an ``[smtp]`` section (the mail relay notifications go through), a
 ``[notify]`` section (defaults for every account) and one
 ``[account NAME]`` section per account that wants email or a webhook.
-Everything has a default; ``docs/server.md`` documents each key.
+Everything has a default; ``docs/server.md`` documents each key. What the
+file may hold is the table :data:`SECTIONS`: it reads the values and names
+the known keys.
 """
 
 from __future__ import annotations
 
-import configparser
 import ipaddress
+import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
-from certhook.errors import UsageError
+from certhook.client.ini import Ini, read_ini, unknown_names
+from certhook.errors import ParseError, UsageError
 
 __all__ = [
+    "ACCOUNT",
     "DEFAULT_DB",
+    "SECTIONS",
     "AccountNotify",
     "ServerConfig",
     "SmtpConfig",
@@ -37,12 +44,15 @@ _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
 
 
+_log = logging.getLogger("certhook.server.config")
+
+
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``6h``, ``1d`` into seconds; UsageError if bad."""
-    match = _DURATION.match(text.lower())
-    if not match:
-        raise UsageError(f"bad duration {text!r} (use e.g. 30s, 15m, 6h, 1d)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return _duration(text)
+    except ValueError as exc:
+        raise UsageError(f"bad duration: {exc}") from None
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -165,107 +175,223 @@ class ServerConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_SERVER_KEYS = {
-    "db": str,
-    "idle_timeout": parse_duration,
-    "max_connections": int,
-    "max_connections_per_address": int,
-    "max_pending_per_connection": int,
-    "max_body": int,
-    "tls_cert": str,
-    "tls_key": str,
-}
-_AUDIT_KEYS = {
-    "interval": parse_duration,
-    "jitter": float,
-    "first_probe_delay": parse_duration,
-    "retry_interval": parse_duration,
-    "concurrency": int,
-    "probe_timeout": parse_duration,
-    "grace": parse_duration,
-    "failure_threshold": int,
-    "warn_days": int,
-    "crit_days": int,
-    "ca_file": str,
-    "history_keep": int,
-}
+def _duration(text: str) -> float:
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise ValueError(f"{text[:20]!r} is not a duration (e.g. 30s, 15m, 6h, 1d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _convert(section: configparser.SectionProxy, table: dict[str, Any]) -> dict[str, Any]:
+def _listen(text: str) -> tuple[str, int] | None:
+    if text.strip().lower() in ("", "off", "no", "none"):
+        return None
+    try:
+        return parse_hostport(text)
+    except UsageError:
+        raise ValueError(f"{text.strip()[:40]!r} is not HOST:PORT, [IPV6]:PORT or off") from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError(f"{text.strip()[:20]!r} is not a whole number, 0 or more")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{text.strip()[:20]!r} is not a whole number, 1 or more")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{text.strip()[:20]!r} is not a port number, 1 to 65535")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"{text.strip()[:20]!r} is not a number from 0 to 1")
+    return value
+
+
+# configparser's BOOLEAN_STATES, which this file honoured before
+_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
+             "0": False, "no": False, "false": False, "off": False}
+
+
+def _bool(text: str) -> bool:
+    value = _BOOLEANS.get(text.strip().lower())
+    if value is None:
+        raise ValueError(f"{text.strip()[:20]!r} is not yes or no (or true/false, on/off, 1/0)")
+    return value
+
+
+def _days(text: str) -> tuple[int, ...]:
+    items = _list(text)
+    if not all(item.isdigit() for item in items):
+        raise ValueError(f"{text.strip()[:40]!r} is not a list of day counts (e.g. 21, 7, 1)")
+    return tuple(sorted({int(item) for item in items}, reverse=True))
+
+
+def _optional(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _networks_value(text: str) -> tuple[Network, ...]:
+    try:
+        return _networks(text)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _resolve_value(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return _resolve(text)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# What the file may hold: [section] -> {key -> how its value is read}. A reader
+# returns the value or raises ValueError saying what is allowed (a builtin
+# like int or float gets the words of _ALLOWED). These rows are also the keys
+# certhook serve knows and warns about (nearest name): one row adds a key,
+# read and known. A key of [server] or [audit] sets the ServerConfig field of
+# its name; [smtp] the SmtpConfig field (_FIELDS renames); [notify] and
+# [account NAME] an AccountNotify, [notify] also notify_retries and
+# notify_backoff. docs/server.md documents every row (tests/test_config_errors.py).
+_SERVER_KEYS: dict[str, Callable[[str], Any]] = {
+    "db": str.strip,
+    "line_listen": _listen,
+    "tls_listen": _listen,
+    "http_listen": _listen,
+    "tls_cert": _optional,
+    "tls_key": _optional,
+    "idle_timeout": _duration,
+    "max_connections": _positive,
+    "max_connections_per_address": _positive,
+    "max_pending_per_connection": _positive,
+    "max_body": _positive,
+}
+_AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
+    "interval": _duration,
+    "jitter": _fraction,
+    "first_probe_delay": _duration,
+    "retry_interval": _duration,
+    "concurrency": _positive,
+    "probe_timeout": _duration,
+    "grace": _duration,
+    "failure_threshold": _positive,
+    "warn_days": _count,
+    "crit_days": _count,
+    "expiry_notices": _days,
+    "ca_file": _optional,
+    "allow_networks": _networks_value,
+    "resolve": _resolve_value,
+    "history_keep": _count,  # 0 keeps every result
+}
+_SMTP_KEYS: dict[str, Callable[[str], Any]] = {
+    "host": str.strip,
+    "port": _port,
+    "starttls": _bool,
+    "ssl": _bool,
+    "username": str.strip,
+    "password": str.strip,
+    "from": str.strip,
+    "timeout": _duration,
+    "ca_file": _optional,
+}
+_ACCOUNT_KEYS: dict[str, Callable[[str], Any]] = {
+    "email": _list,
+    "webhook": _list,
+    "log": _bool,
+}
+_NOTIFY_KEYS: dict[str, Callable[[str], Any]] = {
+    **_ACCOUNT_KEYS,
+    "retries": _count,
+    "backoff": _duration,
+}
+ACCOUNT = "account NAME"  # the one section of many names: [account alice], ...
+SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
+    "server": _SERVER_KEYS,
+    "audit": _AUDIT_KEYS,
+    "smtp": _SMTP_KEYS,
+    "notify": _NOTIFY_KEYS,
+    ACCOUNT: _ACCOUNT_KEYS,
+}
+_FIELDS = {("smtp", "from"): "sender", ("notify", "retries"): "notify_retries",
+           ("notify", "backoff"): "notify_backoff"}
+_SECRETS = {("smtp", "password")}  # never quoted in a message
+_ALLOWED = {int: "a whole number", float: "a number"}
+
+
+def _kind(section: str) -> str:
+    """The entry of :data:`SECTIONS` for a section name (``account alice``: ACCOUNT)."""
+    head, _, rest = section.partition(" ")
+    return ACCOUNT if head == "account" and rest.strip() else section
+
+
+def _read(ini: Ini, section: str) -> dict[str, Any]:
+    """The values of one section, each read by its row; ParseError names the line."""
+    table = SECTIONS[_kind(section)]
     out: dict[str, Any] = {}
-    for key, value in section.items():
-        if key in table:
-            try:
-                out[key] = table[key](value)
-            except ValueError:
-                raise UsageError(f"[{section.name}] {key}: bad value {value!r}") from None
+    for key, text in ini[section].items():
+        read = table.get(key)
+        if read is None:
+            continue  # warned about by unknown_names
+        try:
+            out[_FIELDS.get((section, key), key)] = read(text)
+        except ValueError as exc:
+            if (section, key) in _SECRETS:
+                why = "is not allowed here (value not shown)"
+            elif read in _ALLOWED:
+                why = f"{text.strip()[:20]!r} is not {_ALLOWED[read]}"
+            else:
+                why = str(exc)
+            raise ParseError(f"[{section}] {key}: {why}", ini.where(section, key)) from None
     return out
 
 
-def _notify(section: configparser.SectionProxy, default: AccountNotify) -> AccountNotify:
+def _account(values: dict[str, Any], default: AccountNotify) -> AccountNotify:
     return AccountNotify(
-        email=_list(section.get("email", "")) or default.email,
-        webhook=_list(section.get("webhook", "")) or default.webhook,
-        log=section.getboolean("log", default.log),
+        email=values.get("email") or default.email,
+        webhook=values.get("webhook") or default.webhook,
+        log=values.get("log", default.log),
     )
 
 
 def load_config(path: str | os.PathLike[str] | None) -> ServerConfig:
-    """The configuration in ``path`` over the defaults (just the defaults for None)."""
+    """The configuration in ``path`` over the defaults (just the defaults for None).
+
+    A file that cannot be read raises :class:`LocalError`; one that does not
+    parse, or a bad value, :class:`ParseError` naming the file, the line and
+    the key (one line, never a secret). An unknown section or key is logged
+    as a warning, with the nearest known name, and ignored.
+    """
     if path is None:
         return ServerConfig()
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
-    except configparser.Error as exc:
-        raise UsageError(f"{path}: {exc}") from None
+    ini = read_ini(os.fspath(path))
+    assert ini is not None  # required: a missing file raised
+    for warning in unknown_names(ini, SECTIONS, _kind):
+        _log.warning("%s", warning)
     values: dict[str, Any] = {}
-    if parser.has_section("server"):
-        server = parser["server"]
-        values.update(_convert(server, _SERVER_KEYS))
-        for key in ("line_listen", "tls_listen", "http_listen"):
-            if key in server:
-                text = server[key].strip()
-                values[key] = None if text in ("", "off", "no") else parse_hostport(text)
-    if parser.has_section("audit"):
-        audit = parser["audit"]
-        values.update(_convert(audit, _AUDIT_KEYS))
-        if "allow_networks" in audit:
-            values["allow_networks"] = _networks(audit["allow_networks"])
-        if "resolve" in audit:
-            values["resolve"] = _resolve(audit["resolve"])
-        if "expiry_notices" in audit:
-            try:
-                values["expiry_notices"] = tuple(
-                    sorted({int(x) for x in _list(audit["expiry_notices"])}, reverse=True)
-                )
-            except ValueError:
-                raise UsageError("[audit] expiry_notices: not a list of day counts") from None
-    if parser.has_section("smtp"):
-        s = parser["smtp"]
-        values["smtp"] = SmtpConfig(
-            host=s.get("host", ""),
-            port=s.getint("port", 25),
-            starttls=s.getboolean("starttls", True),
-            ssl=s.getboolean("ssl", False),
-            username=s.get("username", ""),
-            password=s.get("password", ""),
-            sender=s.get("from", SmtpConfig.sender),
-            timeout=parse_duration(s.get("timeout", "30")),
-            ca_file=s.get("ca_file") or None,
-        )
+    for section in ("server", "audit"):
+        if section in ini:
+            values.update(_read(ini, section))
+    if "smtp" in ini:
+        values["smtp"] = SmtpConfig(**_read(ini, "smtp"))
     default = AccountNotify()
-    if parser.has_section("notify"):
-        default = _notify(parser["notify"], default)
-        values["notify_retries"] = parser["notify"].getint("retries", 8)
-        values["notify_backoff"] = parse_duration(parser["notify"].get("backoff", "30"))
+    if "notify" in ini:
+        notify = _read(ini, "notify")
+        default = _account(notify, default)
+        values.update({k: v for k, v in notify.items() if k.startswith("notify_")})
     values["notify_default"] = default
     values["accounts"] = {
-        name.split(None, 1)[1].strip(): _notify(parser[name], default)
-        for name in parser.sections()
-        if name.startswith("account ") and name.split(None, 1)[1:]
+        section.split(None, 1)[1].strip(): _account(_read(ini, section), default)
+        for section in ini if _kind(section) == ACCOUNT
     }
     return replace(ServerConfig(), **values)
