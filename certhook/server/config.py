@@ -127,6 +127,7 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     http_listen: tuple[str, int] | None = ("127.0.0.1", 8023)
+    https_listen: tuple[str, int] | None = None  # needs tls_cert and tls_key
     idle_timeout: float = 60.0
     max_connections: int = 4096
     max_connections_per_address: int = 4096
@@ -226,7 +227,7 @@ def load_config(path: str | os.PathLike[str] | None) -> ServerConfig:
     if parser.has_section("server"):
         server = parser["server"]
         values.update(_convert(server, _SERVER_KEYS))
-        for key in ("line_listen", "tls_listen", "http_listen"):
+        for key in ("line_listen", "tls_listen", "http_listen", "https_listen"):
             if key in server:
                 text = server[key].strip()
                 values[key] = None if text in ("", "off", "no") else parse_hostport(text)
