@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from acmeenv import free_port, wait_for_port
+from client_helpers import client_env, make_lineage
 from server_helpers import FakeProbe, config, count, fake_result, http, new_db, running, wait_until
 
 from certhook.server.runner import AuditServer
@@ -170,3 +172,90 @@ def test_junk_on_the_http_port(server: Server) -> None:
             assert b" 200 " not in answer and (b"400" in answer or b"414" in answer), answer
     assert http("POST", f"{base}/api/v1/submissions", {"domain": "z.example"}, keys["alice"]
                 )[0] == 200
+
+
+def _certhook() -> list[str]:
+    exe = Path(sys.executable).parent / "certhook"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "certhook"]
+
+
+def _tls_files(tmp_path: Path) -> tuple[str, str, str]:
+    """A trustme CA file and a server chain and key for 127.0.0.1."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    paths = [tmp_path / "ca.pem", tmp_path / "fullchain.pem", tmp_path / "privkey.pem"]
+    ca.cert_pem.write_to_path(str(paths[0]))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(paths[1]))
+    leaf.private_key_pem.write_to_path(str(paths[2]))
+    return str(paths[0]), str(paths[1]), str(paths[2])
+
+
+def test_https_fallback_reaches_certhook_serve(tmp_path: Path) -> None:
+    """The real client's https:// fallback against a real ``certhook serve --https-listen``,
+    no proxy in between (issue 8.2: it used to fail with WRONG_VERSION_NUMBER)."""
+    db, keys = new_db(tmp_path, "alice")
+    ca_file, cert, key = _tls_files(tmp_path)
+    port = free_port()
+    serve = subprocess.Popen(
+        [*_certhook(), "serve", "--db", db, "--line-listen", "off", "--http-listen", "off",
+         "--https-listen", f"127.0.0.1:{port}", "--tls-cert", cert, "--tls-key", key,
+         "--no-audit", "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, 30)
+        config_dir = tmp_path / "letsencrypt"
+        make_lineage(config_dir, "a", "a.example", "www.a.example")
+        env = client_env(tmp_path, f"https://127.0.0.1:{port}", keys["alice"])
+        for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            env.pop(name, None)  # straight to certhook serve
+        report = subprocess.run(
+            [*_certhook(), "report", "--config-dir", str(config_dir), "--ca-file", ca_file],
+            env=env, capture_output=True, text=True, timeout=60)
+        assert report.returncode == 0, report.stderr
+        assert count(db, "SELECT count(*) FROM submissions WHERE transport = 'http'"
+                         " AND domains = 'a.example www.a.example'") == 1
+        # plain HTTP on the HTTPS port is refused, not served
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                answer = s.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert b"ok" not in answer
+    finally:
+        serve.terminate()
+        _, err = serve.communicate(timeout=15)
+    assert b"Traceback" not in err, err
+
+
+def test_https_listen_from_the_config_file(tmp_path: Path) -> None:
+    from certhook.client.config import ClientConfig, parse_server
+    from certhook.client.transport import Deadline, open_session
+    from certhook.protocol import Request
+    from certhook.server.config import load_config
+
+    db, keys = new_db(tmp_path, "alice")
+    ca_file, cert, key = _tls_files(tmp_path)
+    conf = tmp_path / "server.conf"
+    conf.write_text(f"[server]\ndb = {db}\nline_listen = off\nhttp_listen = off\n"
+                    f"https_listen = 127.0.0.1:0\ntls_cert = {cert}\ntls_key = {key}\n")
+    cfg = load_config(conf)
+    assert cfg.https_listen == ("127.0.0.1", 0)
+    with running(cfg, audit=False) as srv:
+        assert srv.https_address and not srv.http_address
+        url = parse_server(f"https://127.0.0.1:{srv.https_address[1]}")
+        client = ClientConfig(servers=(url,), api_key=keys["alice"], ca_file=ca_file)
+        with open_session(url, client, Deadline(10)) as session:
+            request = Request(domains=("c.example",), apikey=keys["alice"], id="c1")
+            response = session.submit(request)
+        assert response.ok and response.get("id") == "c1"
+
+
+def test_https_listen_needs_a_certificate(tmp_path: Path) -> None:
+    db, _ = new_db(tmp_path, "alice")
+    done = subprocess.run([*_certhook(), "serve", "--db", db, "--line-listen", "off",
+                           "--https-listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--https-listen needs --tls-cert and --tls-key" in done.stderr
+    assert "Traceback" not in done.stderr
