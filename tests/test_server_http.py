@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -259,3 +260,185 @@ def test_https_listen_needs_a_certificate(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--https-listen needs --tls-cert and --tls-key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _from(source: str, method: str, url: str, headers: dict[str, str] | None = None,
+          body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request from a chosen loopback source address (127.0.0.2, ...)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15,
+                                      source_address=(source, 0))
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""),
+                     body=body, headers=headers or {})
+        reply = conn.getresponse()
+        return reply.status, dict(reply.getheaders()), reply.read()
+    finally:
+        conn.close()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while len(data) < 1_000_000:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _basic(name: str, key: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{key}".encode()).decode()}
+
+
+def test_failed_key_checks_are_throttled_per_address(server: Server) -> None:
+    from certhook.server.throttle import FAILURES
+
+    _, db, keys, base = server
+    bearer = {"Authorization": "Bearer wrong-key"}
+    for _ in range(FAILURES):
+        assert _from("127.0.0.3", "GET", f"{base}/api/v1/domains", bearer)[0] == 401
+    status, headers, body = _from("127.0.0.3", "GET", f"{base}/api/v1/domains", bearer)
+    assert status == 429 and 55 <= int(headers["Retry-After"]) <= 60
+    assert json.loads(body)["error"] == "limit" and b"throttled" in body
+    # every key check from that address waits, the right key's too, on every route
+    good = {"Authorization": f"Bearer {keys['alice']}"}
+    assert _from("127.0.0.3", "GET", f"{base}/api/v1/domains", good)[0] == 429
+    assert _from("127.0.0.3", "POST", f"{base}/api/v1/submissions",
+                 {**good, "Content-Type": "application/json"}, b'{"domain": "t.example"}'
+                 )[0] == 429
+    assert _from("127.0.0.3", "GET", f"{base}/", _basic("alice", keys["alice"]))[0] == 429
+    # another address is served as before
+    assert _from("127.0.0.4", "GET", f"{base}/api/v1/domains", good)[0] == 200
+    assert count(db, "SELECT count(*) FROM submissions") == 0
+
+
+def test_wrong_submission_keys_count_too(server: Server) -> None:
+    from certhook.server.throttle import FAILURES
+
+    _, _, keys, base = server
+    for i in range(FAILURES):
+        status = _from("127.0.0.5", "POST", f"{base}/api/v1.0/servers/add",
+                       {"Content-Type": "application/json"},
+                       json.dumps({"api_key": f"guess{i}", "domain": "k.example"}).encode())[0]
+        assert status == 401
+    status, headers, body = _from("127.0.0.5", "POST", f"{base}/api/v1.0/servers/add",
+                                  {"Content-Type": "application/json"},
+                                  json.dumps({"api_key": keys["alice"], "domain": "k.example"}
+                                             ).encode())
+    assert status == 429 and json.loads(body)["status"] == "error" and "Retry-After" in headers
+
+
+def test_basic_logins_are_throttled_per_account(server: Server) -> None:
+    from certhook.server.throttle import ACCOUNT_FAILURES, FAILURES
+
+    _, _, keys, base = server
+    sources = [f"127.0.1.{i}" for i in range(ACCOUNT_FAILURES // FAILURES + 1)]
+    statuses = [_from(src, "GET", f"{base}/", _basic("alice", f"guess{i}"))[0]
+                for src in sources for i in range(FAILURES)]
+    assert statuses.count(401) == ACCOUNT_FAILURES and statuses[-1] == 429
+    assert _from("127.0.2.1", "GET", f"{base}/", _basic("alice", keys["alice"]))[0] == 429
+    assert _from("127.0.2.1", "GET", f"{base}/", _basic("bob", keys["bob"]))[0] == 200
+    # bearer keys name no account: alice's API and submissions work from anywhere
+    good = {"Authorization": f"Bearer {keys['alice']}"}
+    assert _from("127.0.2.1", "GET", f"{base}/api/v1/domains", good)[0] == 200
+
+
+@pytest.mark.parametrize("credentials", [
+    "Basic \u00e9\u00e9\u00e9\u00e9",  # not ASCII: was a 500
+    "Basic " + "w6k6w6k=",  # base64 of latin-1 bytes that are not UTF-8 ("\xc3\xa9:\xc3\xa9")
+    "Basic //79",  # bytes that are not UTF-8
+    "Basic not base64!",
+    "Bearer \u00e9\u00e9",
+])
+def test_strange_credentials_are_refused_not_errors(server: Server, credentials: str) -> None:
+    _, _, _, base = server
+    port = int(base.rsplit(":", 1)[1])
+    path = "/" if credentials.startswith("Basic") else "/api/v1/domains"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {credentials}\r\n\r\n"
+                  .encode("latin-1"))
+        answer = _read_all(s)
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 401 Unauthorized"), answer
+
+
+def test_an_unexpected_error_is_logged_with_a_request_id(
+        server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from certhook.server import queries
+
+    _, _, keys, base = server
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"oops {keys['alice']}")  # a message holding a secret
+
+    monkeypatch.setattr(queries, "target_page", broken)
+    with caplog.at_level("ERROR", logger="certhook.http"):
+        status, data = http("GET", f"{base}/api/v1/domains?limit=5", key=keys["alice"])
+    assert status == 500 and data["error"] == "internal"
+    request_id = data["message"].rsplit(" ", 1)[1]
+    assert len(request_id) == 16
+    lines = [r.getMessage() for r in caplog.records if r.name == "certhook.http"]
+    assert len(lines) == 1, lines
+    assert f"request {request_id}: GET /api/v1/domains failed: ValueError at" in lines[0]
+    assert "wsgi.py" in lines[0] and keys["alice"] not in caplog.text and "oops" not in caplog.text
+
+
+def test_debug_log_escapes_and_redacts_the_request_line(
+        server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    _, _, _, base = server
+    port = int(base.rsplit(":", 1)[1])
+    secret = "ck_SECRET-in-a-url"
+    with caplog.at_level("DEBUG", logger="certhook.http"):
+        for target in (f"/x\x1b[2J\x07\x85?apikey={secret}", f"/y?a=1&Api%5FKey={secret}",
+                       f"/z?TOKEN={secret}&b=2"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"))
+                assert b" 400 " in _read_all(s)
+        wait_until(lambda: all(any(f"GET /{c}" in r.getMessage() for r in caplog.records)
+                               for c in "xyz"), what="three request lines logged")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert secret not in text and text.count("=[redacted]") >= 3
+    assert not any(c in text for c in "\x1b\x07\x85")
+    assert "/x\\x1b[2J\\x07\\x85?apikey=[redacted]" in text
+    assert "a=1&Api%5FKey=[redacted]" in text and "&b=2" in text
+
+
+def test_listings_are_paginated(server: Server) -> None:
+    from certhook.server import queries
+
+    _, _, keys, base = server
+    names = [f"p{i:03d}.example" for i in range(130)]
+    for start in range(0, 130, 50):
+        assert http("POST", f"{base}/api/v1/submissions",
+                    {"domains": names[start:start + 50], "ports": [443, 465]}, keys["alice"]
+                    )[0] == 200
+    status, first = http("GET", f"{base}/api/v1/domains", key=keys["alice"])
+    assert status == 200 and len(first["domains"]) == queries.PAGE_DEFAULT and first["next"]
+    seen, cursor, pages = [], None, 0
+    while True:
+        url = f"{base}/api/v1/domains?limit=37" + (f"&cursor={cursor}" if cursor else "")
+        status, page = http("GET", url, key=keys["alice"])
+        assert status == 200 and len(page["domains"]) <= 37
+        seen += [(d["domain"], d["port"]) for d in page["domains"]]
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == [(n, p) for n in names for p in (443, 465)] and pages == 8
+    status, one = http("GET", f"{base}/api/v1/domains/p000.example?limit=1&history=1",
+                       key=keys["alice"])
+    assert status == 200 and [t["port"] for t in one["targets"]] == [443] and one["next"]
+    status, two = http("GET", f"{base}/api/v1/domains/p000.example?limit=1&cursor={one['next']}",
+                       key=keys["alice"])
+    assert [t["port"] for t in two["targets"]] == [465] and two["next"] is None
+    for query in (f"limit={queries.PAGE_MAX + 1}", "limit=0", "limit=x", "limit=%C2%B2",
+                  "cursor=nonsense", "cursor=WzEsMiwzXQ", f"history={queries.HISTORY_MAX + 1}"):
+        status, data = http("GET", f"{base}/api/v1/domains/p000.example?{query}",
+                            key=keys["alice"])
+        assert status == 400 and data["error"] == "syntax", query

@@ -49,7 +49,7 @@ MAX_HEAD = 65536  # request line and headers (wsgiref's own line limit)
 SECRET_PARAMS = frozenset({"apikey", "api_key", "key", "token", "access_token", "password"})
 
 _PAIR = re.compile(r"(?<=[?&;])([^=&;\s]*)=([^&;\s]*)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def redact(text: str) -> str:
@@ -62,7 +62,7 @@ def redact(text: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Control characters (and backslashes) as ``\\xNN``: one log record stays one line."""
+    """Control characters as ``\\xNN`` (C0, DEL, C1): a log record stays one plain line."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
@@ -97,7 +97,8 @@ class _Handler(WSGIRequestHandler):
     def setup(self) -> None:
         self.connection = self.request
         self.rfile = io.BytesIO(self._data)
-        self.wfile = _Writer(self.request)  # type: ignore[assignment]
+        # Buffered: the status line, headers and body leave in one send, not five.
+        self.wfile = io.BufferedWriter(_Writer(self.request), 65536)
 
     def finish(self) -> None:
         pass

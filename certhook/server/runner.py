@@ -88,7 +88,8 @@ class AuditServer:
         from certhook.server.wsgi import make_app
 
         cfg = self.config
-        app = make_app(cfg, self.committer)  # one app (and one throttle) for both
+        # One app for both listeners, and one throttle with the line listeners.
+        app = make_app(cfg, self.committer, self.line.throttle if self.line else None)
         https = tls_context(cfg.tls_cert, cfg.tls_key) if (
             cfg.https_listen and cfg.tls_cert and cfg.tls_key) else None
         for attr, listen, context in (("http", cfg.http_listen, None),
