@@ -50,6 +50,17 @@ def test_keys_in_flight_count_by_distinct_key() -> None:
     assert waits[:FAILURES] == [0] * FAILURES and set(waits[FAILURES:]) == {1.0}
 
 
+def test_one_key_in_flight_twice_is_in_flight_until_both_are_done() -> None:
+    throttle = Throttle(clock=Clock())
+    assert throttle.check("192.0.2.1", None, "same") == 0
+    assert throttle.check("192.0.2.1", None, "same") == 0  # same guess from another listener
+    throttle.done("192.0.2.1", "same", ok=False)
+    for i in range(FAILURES - 2):
+        assert throttle.check("192.0.2.1", None, f"other{i}") == 0
+    # one failure, one "same" still in flight, FAILURES - 2 others in flight: full
+    assert throttle.check("192.0.2.1", None, "one more") == 1.0
+
+
 def test_an_ipv6_client_counts_by_its_64() -> None:
     throttle = Throttle(clock=Clock())
     for i in range(FAILURES):

@@ -77,7 +77,8 @@ class Throttle:
         self._lock = threading.Lock()
         self._seen: collections.OrderedDict[str, collections.deque[float]] = (
             collections.OrderedDict())
-        self._flying: dict[str, dict[str, float]] = {}  # address -> key -> since
+        # address -> key -> [checks of it in flight, since when]
+        self._flying: dict[str, dict[str, list[float]]] = {}
         self.refused = 0  # key checks refused, for tests and the log
 
     def _keys(self, address: str, account: str | None) -> list[tuple[str, int]]:
@@ -93,45 +94,47 @@ class Throttle:
         wait = 0.0
         with self._lock:
             flying = self._flying.get(_address_key(address), {})
-            for since_key, since in list(flying.items()):
-                if now - since > _IN_FLIGHT:
-                    del flying[since_key]
+            for stale in [k for k, (_, since) in flying.items() if now - since > _IN_FLIGHT]:
+                del flying[stale]
             others = len(flying) - (key in flying)
             for name, limit in self._keys(address, account):
                 recent = [t for t in self._seen.get(name, ()) if t > now - self.window]
                 count = len(recent) + (others if name.startswith("addr ") else 0)
-                if count >= limit:
-                    # until enough failures leave the window; in-flight ones resolve soon
-                    over = count - limit
-                    wait = max(wait, recent[over] + self.window - now
-                               if over < len(recent) else 1.0)
+                if len(recent) >= limit:  # until the oldest counted failure is WINDOW old
+                    wait = max(wait, recent[len(recent) - limit] + self.window - now)
+                elif count >= limit:  # full with checks in flight: they resolve in ms
+                    wait = max(wait, 1.0)
             if wait > 0:
                 self.refused += 1
                 return wait
-            self._flying.setdefault(_address_key(address), flying)[key] = now
+            entry = self._flying.setdefault(_address_key(address), flying).setdefault(
+                key, [0, now])
+            entry[0] += 1
         return 0.0
 
     def done(self, address: str, key: str = "", ok: bool = True,
              account: str | None = None) -> None:
         """The check of ``key`` is over; ``ok`` False when the key was wrong."""
         address_key = _address_key(address)
-        with self._lock:
+        now = self._clock()
+        with self._lock:  # one step: a failure is in flight or counted, never neither
             flying = self._flying.get(address_key)
-            if flying is not None:
-                flying.pop(key, None)
+            entry = flying.get(key) if flying is not None else None
+            if flying is not None and entry is not None:
+                entry[0] -= 1
+                if entry[0] <= 0:
+                    del flying[key]
                 if not flying:
                     del self._flying[address_key]
-        if not ok:
-            self._failed(address, account)
+            if not ok:
+                self._failed(address, account, now)
 
-    def _failed(self, address: str, account: str | None) -> None:
-        now = self._clock()
-        with self._lock:
-            for key, limit in self._keys(address, account):
-                times = self._seen.pop(key, None)
-                if times is None:
-                    times = collections.deque(maxlen=limit)
-                times.append(now)
-                self._seen[key] = times  # most recently failed last
-            while len(self._seen) > self.max_tracked:
-                self._seen.popitem(last=False)
+    def _failed(self, address: str, account: str | None, now: float) -> None:
+        for key, limit in self._keys(address, account):
+            times = self._seen.pop(key, None)
+            if times is None:
+                times = collections.deque(maxlen=limit)
+            times.append(now)
+            self._seen[key] = times  # most recently failed last
+        while len(self._seen) > self.max_tracked:
+            self._seen.popitem(last=False)
