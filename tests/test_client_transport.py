@@ -179,3 +179,48 @@ def test_open_session_picks_the_transport(line_server: LineServer) -> None:
     assert isinstance(open_session(config.servers[0], config, Deadline(5)), LineSession)
     http = parse_server("https://127.0.0.1:1")
     assert isinstance(open_session(http, config, Deadline(5)), HttpSession)
+
+
+# http:// beyond loopback sends the key in clear: refused unless allowed.
+# The hosts below are never connected to: open_session decides before any socket.
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("http://127.0.0.1:8023", True),
+    ("http://127.1.2.3:8023", True),
+    ("http://[::1]:8023", True),
+    ("http://localhost:8023", True),
+    ("http://192.0.2.10:8023", False),
+    ("http://10.0.0.1:8023", False),
+    ("http://audit.example.org", False),
+    ("http://localhost.example.org", False),
+    ("http://[::]:8023", False),
+])
+def test_plain_http_only_to_loopback(url: str, allowed: bool,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTHOOK_ALLOW_HTTP", raising=False)
+    server = parse_server(url)
+    config = ClientConfig(servers=(server,), api_key=KEY)
+    if allowed:
+        assert isinstance(open_session(server, config, Deadline(5)), HttpSession)
+        return
+    with pytest.raises(RemoteError) as info:
+        open_session(server, config, Deadline(5))
+    message = str(info.value)
+    assert message.startswith(f"{server}: refused: http:// would send the API key in clear")
+    assert "allow_http = yes" in message and "CERTHOOK_ALLOW_HTTP=1" in message
+    assert "\n" not in message and KEY not in message
+    # https:// to the same host is fine
+    https = parse_server(url.replace("http://", "https://"))
+    assert isinstance(open_session(https, config, Deadline(5)), HttpSession)
+
+
+def test_plain_http_allowed_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTHOOK_ALLOW_HTTP", raising=False)
+    server = parse_server("http://192.0.2.10:8023")
+    allowed = ClientConfig(servers=(server,), api_key=KEY,
+                           sections={"client": {"allow_http": "yes"}})
+    assert isinstance(open_session(server, allowed, Deadline(5)), HttpSession)
+    plain = ClientConfig(servers=(server,), api_key=KEY, sections={"client": {"allow_http": "no"}})
+    with pytest.raises(RemoteError, match="refused"):
+        open_session(server, plain, Deadline(5))
+    monkeypatch.setenv("CERTHOOK_ALLOW_HTTP", "1")
+    assert isinstance(open_session(server, plain, Deadline(5)), HttpSession)

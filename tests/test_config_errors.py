@@ -22,7 +22,7 @@ from certhook.server import config as server_config
 
 # -- the client's certhook.conf -------------------------------------------------
 
-CLIENT_KNOWN = "known: server, api_key, api_key_file, spool_dir, deadline, ca_file"
+CLIENT_KNOWN = "known: server, api_key, api_key_file, spool_dir, deadline, ca_file, allow_http"
 
 # text -> the warning, after "FILE: "
 CLIENT_WARNINGS = [

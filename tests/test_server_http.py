@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from acmeenv import free_port, wait_for_port
+from client_helpers import client_env, make_lineage
 from server_helpers import FakeProbe, config, count, fake_result, http, new_db, running, wait_until
 
 from certhook.server.runner import AuditServer
@@ -170,3 +173,272 @@ def test_junk_on_the_http_port(server: Server) -> None:
             assert b" 200 " not in answer and (b"400" in answer or b"414" in answer), answer
     assert http("POST", f"{base}/api/v1/submissions", {"domain": "z.example"}, keys["alice"]
                 )[0] == 200
+
+
+def _certhook() -> list[str]:
+    exe = Path(sys.executable).parent / "certhook"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "certhook"]
+
+
+def _tls_files(tmp_path: Path) -> tuple[str, str, str]:
+    """A trustme CA file and a server chain and key for 127.0.0.1."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    paths = [tmp_path / "ca.pem", tmp_path / "fullchain.pem", tmp_path / "privkey.pem"]
+    ca.cert_pem.write_to_path(str(paths[0]))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(paths[1]))
+    leaf.private_key_pem.write_to_path(str(paths[2]))
+    return str(paths[0]), str(paths[1]), str(paths[2])
+
+
+def test_https_fallback_reaches_certhook_serve(tmp_path: Path) -> None:
+    """The real client's https:// fallback against a real ``certhook serve --https-listen``,
+    no proxy in between (issue 8.2: it used to fail with WRONG_VERSION_NUMBER)."""
+    db, keys = new_db(tmp_path, "alice")
+    ca_file, cert, key = _tls_files(tmp_path)
+    port = free_port()
+    serve = subprocess.Popen(
+        [*_certhook(), "serve", "--db", db, "--line-listen", "off", "--http-listen", "off",
+         "--https-listen", f"127.0.0.1:{port}", "--tls-cert", cert, "--tls-key", key,
+         "--no-audit", "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, 30)
+        config_dir = tmp_path / "letsencrypt"
+        make_lineage(config_dir, "a", "a.example", "www.a.example")
+        env = client_env(tmp_path, f"https://127.0.0.1:{port}", keys["alice"])
+        for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            env.pop(name, None)  # straight to certhook serve
+        report = subprocess.run(
+            [*_certhook(), "report", "--config-dir", str(config_dir), "--ca-file", ca_file],
+            env=env, capture_output=True, text=True, timeout=60)
+        assert report.returncode == 0, report.stderr
+        assert count(db, "SELECT count(*) FROM submissions WHERE transport = 'http'"
+                         " AND domains = 'a.example www.a.example'") == 1
+        # plain HTTP on the HTTPS port is refused, not served
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                answer = s.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert b"ok" not in answer
+    finally:
+        serve.terminate()
+        _, err = serve.communicate(timeout=15)
+    assert b"Traceback" not in err, err
+
+
+def test_https_listen_from_the_config_file(tmp_path: Path) -> None:
+    from certhook.client.config import ClientConfig, parse_server
+    from certhook.client.transport import Deadline, open_session
+    from certhook.protocol import Request
+    from certhook.server.config import load_config
+
+    db, keys = new_db(tmp_path, "alice")
+    ca_file, cert, key = _tls_files(tmp_path)
+    conf = tmp_path / "server.conf"
+    conf.write_text(f"[server]\ndb = {db}\nline_listen = off\nhttp_listen = off\n"
+                    f"https_listen = 127.0.0.1:0\ntls_cert = {cert}\ntls_key = {key}\n")
+    cfg = load_config(conf)
+    assert cfg.https_listen == ("127.0.0.1", 0)
+    with running(cfg, audit=False) as srv:
+        assert srv.https_address and not srv.http_address
+        url = parse_server(f"https://127.0.0.1:{srv.https_address[1]}")
+        client = ClientConfig(servers=(url,), api_key=keys["alice"], ca_file=ca_file)
+        with open_session(url, client, Deadline(10)) as session:
+            request = Request(domains=("c.example",), apikey=keys["alice"], id="c1")
+            response = session.submit(request)
+        assert response.ok and response.get("id") == "c1"
+
+
+def test_https_listen_needs_a_certificate(tmp_path: Path) -> None:
+    db, _ = new_db(tmp_path, "alice")
+    done = subprocess.run([*_certhook(), "serve", "--db", db, "--line-listen", "off",
+                           "--https-listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--https-listen needs --tls-cert and --tls-key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _from(source: str, method: str, url: str, headers: dict[str, str] | None = None,
+          body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request from a chosen loopback source address (127.0.0.2, ...)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15,
+                                      source_address=(source, 0))
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""),
+                     body=body, headers=headers or {})
+        reply = conn.getresponse()
+        return reply.status, dict(reply.getheaders()), reply.read()
+    finally:
+        conn.close()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while len(data) < 1_000_000:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _basic(name: str, key: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{key}".encode()).decode()}
+
+
+def test_failed_key_checks_are_throttled_per_address(server: Server) -> None:
+    from certhook.server.throttle import FAILURES
+
+    _, db, keys, base = server
+    bearer = {"Authorization": "Bearer wrong-key"}
+    for _ in range(FAILURES):
+        assert _from("127.0.0.3", "GET", f"{base}/api/v1/domains", bearer)[0] == 401
+    status, headers, body = _from("127.0.0.3", "GET", f"{base}/api/v1/domains", bearer)
+    assert status == 429 and 55 <= int(headers["Retry-After"]) <= 60
+    assert json.loads(body)["error"] == "limit" and b"throttled" in body
+    # every key check from that address waits, the right key's too, on every route
+    good = {"Authorization": f"Bearer {keys['alice']}"}
+    assert _from("127.0.0.3", "GET", f"{base}/api/v1/domains", good)[0] == 429
+    assert _from("127.0.0.3", "POST", f"{base}/api/v1/submissions",
+                 {**good, "Content-Type": "application/json"}, b'{"domain": "t.example"}'
+                 )[0] == 429
+    assert _from("127.0.0.3", "GET", f"{base}/", _basic("alice", keys["alice"]))[0] == 429
+    # another address is served as before
+    assert _from("127.0.0.4", "GET", f"{base}/api/v1/domains", good)[0] == 200
+    assert count(db, "SELECT count(*) FROM submissions") == 0
+
+
+def test_wrong_submission_keys_count_too(server: Server) -> None:
+    from certhook.server.throttle import FAILURES
+
+    _, _, keys, base = server
+    for i in range(FAILURES):
+        status = _from("127.0.0.5", "POST", f"{base}/api/v1.0/servers/add",
+                       {"Content-Type": "application/json"},
+                       json.dumps({"api_key": f"guess{i}", "domain": "k.example"}).encode())[0]
+        assert status == 401
+    status, headers, body = _from("127.0.0.5", "POST", f"{base}/api/v1.0/servers/add",
+                                  {"Content-Type": "application/json"},
+                                  json.dumps({"api_key": keys["alice"], "domain": "k.example"}
+                                             ).encode())
+    assert status == 429 and json.loads(body)["status"] == "error" and "Retry-After" in headers
+
+
+def test_basic_logins_are_throttled_per_account(server: Server) -> None:
+    from certhook.server.throttle import ACCOUNT_FAILURES, FAILURES
+
+    _, _, keys, base = server
+    sources = [f"127.0.1.{i}" for i in range(ACCOUNT_FAILURES // FAILURES + 1)]
+    statuses = [_from(src, "GET", f"{base}/", _basic("alice", f"guess{i}"))[0]
+                for src in sources for i in range(FAILURES)]
+    assert statuses.count(401) == ACCOUNT_FAILURES and statuses[-1] == 429
+    assert _from("127.0.2.1", "GET", f"{base}/", _basic("alice", keys["alice"]))[0] == 429
+    assert _from("127.0.2.1", "GET", f"{base}/", _basic("bob", keys["bob"]))[0] == 200
+    # bearer keys name no account: alice's API and submissions work from anywhere
+    good = {"Authorization": f"Bearer {keys['alice']}"}
+    assert _from("127.0.2.1", "GET", f"{base}/api/v1/domains", good)[0] == 200
+
+
+@pytest.mark.parametrize("credentials", [
+    "Basic \u00e9\u00e9\u00e9\u00e9",  # not ASCII: was a 500
+    "Basic " + "w6k6w6k=",  # base64 of latin-1 bytes that are not UTF-8 ("\xc3\xa9:\xc3\xa9")
+    "Basic //79",  # bytes that are not UTF-8
+    "Basic not base64!",
+    "Bearer \u00e9\u00e9",
+])
+def test_strange_credentials_are_refused_not_errors(server: Server, credentials: str) -> None:
+    _, _, _, base = server
+    port = int(base.rsplit(":", 1)[1])
+    path = "/" if credentials.startswith("Basic") else "/api/v1/domains"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {credentials}\r\n\r\n"
+                  .encode("latin-1"))
+        answer = _read_all(s)
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 401 Unauthorized"), answer
+
+
+def test_an_unexpected_error_is_logged_with_a_request_id(
+        server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from certhook.server import queries
+
+    _, _, keys, base = server
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"oops {keys['alice']}")  # a message holding a secret
+
+    monkeypatch.setattr(queries, "target_page", broken)
+    with caplog.at_level("ERROR", logger="certhook.http"):
+        status, data = http("GET", f"{base}/api/v1/domains?limit=5", key=keys["alice"])
+    assert status == 500 and data["error"] == "internal"
+    request_id = data["message"].rsplit(" ", 1)[1]
+    assert len(request_id) == 16
+    lines = [r.getMessage() for r in caplog.records if r.name == "certhook.http"]
+    assert len(lines) == 1, lines
+    assert f"request {request_id}: GET /api/v1/domains failed: ValueError at" in lines[0]
+    assert "wsgi.py" in lines[0] and keys["alice"] not in caplog.text and "oops" not in caplog.text
+
+
+def test_debug_log_escapes_and_redacts_the_request_line(
+        server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    _, _, _, base = server
+    port = int(base.rsplit(":", 1)[1])
+    secret = "ck_SECRET-in-a-url"
+    with caplog.at_level("DEBUG", logger="certhook.http"):
+        for target in (f"/x\x1b[2J\x07\x85?apikey={secret}", f"/y?a=1&Api%5FKey={secret}",
+                       f"/z?TOKEN={secret}&b=2"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"))
+                assert b" 400 " in _read_all(s)
+        wait_until(lambda: all(any(f"GET /{c}" in r.getMessage() for r in caplog.records)
+                               for c in "xyz"), what="three request lines logged")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert secret not in text and text.count("=[redacted]") >= 3
+    assert not any(c in text for c in "\x1b\x07\x85")
+    assert "/x\\x1b[2J\\x07\\x85?apikey=[redacted]" in text
+    assert "a=1&Api%5FKey=[redacted]" in text and "&b=2" in text
+
+
+def test_listings_are_paginated(server: Server) -> None:
+    from certhook.server import queries
+
+    _, _, keys, base = server
+    names = [f"p{i:03d}.example" for i in range(130)]
+    for start in range(0, 130, 50):
+        assert http("POST", f"{base}/api/v1/submissions",
+                    {"domains": names[start:start + 50], "ports": [443, 465]}, keys["alice"]
+                    )[0] == 200
+    status, first = http("GET", f"{base}/api/v1/domains", key=keys["alice"])
+    assert status == 200 and len(first["domains"]) == queries.PAGE_DEFAULT and first["next"]
+    seen, cursor, pages = [], None, 0
+    while True:
+        url = f"{base}/api/v1/domains?limit=37" + (f"&cursor={cursor}" if cursor else "")
+        status, page = http("GET", url, key=keys["alice"])
+        assert status == 200 and len(page["domains"]) <= 37
+        seen += [(d["domain"], d["port"]) for d in page["domains"]]
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == [(n, p) for n in names for p in (443, 465)] and pages == 8
+    status, one = http("GET", f"{base}/api/v1/domains/p000.example?limit=1&history=1",
+                       key=keys["alice"])
+    assert status == 200 and [t["port"] for t in one["targets"]] == [443] and one["next"]
+    status, two = http("GET", f"{base}/api/v1/domains/p000.example?limit=1&cursor={one['next']}",
+                       key=keys["alice"])
+    assert [t["port"] for t in two["targets"]] == [465] and two["next"] is None
+    for query in (f"limit={queries.PAGE_MAX + 1}", "limit=0", "limit=x", "limit=%C2%B2",
+                  "cursor=nonsense", "cursor=WzEsMiwzXQ", f"history={queries.HISTORY_MAX + 1}"):
+        status, data = http("GET", f"{base}/api/v1/domains/p000.example?{query}",
+                            key=keys["alice"])
+        assert status == 400 and data["error"] == "syntax", query

@@ -232,6 +232,12 @@ def _api_key(text: str) -> str:
     return key
 
 
+def _yes_no(text: str) -> str:
+    if text.strip().lower() not in ("yes", "no", "true", "false", "on", "off", "1", "0"):
+        raise ValueError(f"{text.strip()[:40]!r} is not yes or no")
+    return text.strip()
+
+
 # [client] key -> how its value is read: the value, or ValueError saying what is
 # allowed (ParseError is one). These rows are also the keys [client] knows, so
 # one row adds a key that is read and known (tests/test_config_errors.py).
@@ -243,6 +249,7 @@ _CLIENT_KEYS: dict[str, Callable[[str], object]] = {
     "spool_dir": str.strip,
     "deadline": _deadline,
     "ca_file": str.strip,
+    "allow_http": _yes_no,  # read where it is used: client/transport.py
 }
 # The sections of certhook.conf; [ports] maps lineage names (any key) to ports.
 SECTIONS: dict[str, Collection[str] | None] = {"client": _CLIENT_KEYS, "ports": None}

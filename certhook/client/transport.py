@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from certhook.client.config import ClientConfig, ServerURL
     from certhook.protocol import Request
 
-__all__ = ["STEP_TIMEOUT", "Deadline", "HttpSession", "LineSession", "Session", "open_session"]
+__all__ = ["STEP_TIMEOUT", "Deadline", "HttpSession", "LineSession", "Session", "is_loopback",
+           "open_session", "plain_http_allowed"]
 
 STEP_TIMEOUT = 5.0  # seconds for one connect, handshake, send or read
 _HTTP_STATUS = {400: "syntax", 401: "auth", 403: "auth", 413: "syntax", 429: "limit",
@@ -356,8 +357,51 @@ def _no_redirect() -> urllib.request.BaseHandler:
     return NoRedirect()
 
 
+_TRUE = ("1", "yes", "true", "on")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1).
+
+    Decided on the name as written, never by resolving it: a name that
+    resolves to loopback today may not tomorrow.
+    """
+    host = host.lower().rstrip(".")
+    if host == "localhost":
+        return True
+    family = _address_family(host)
+    if family == _socket.AF_INET:
+        return host.split(".")[0] == "127"
+    if family == _socket.AF_INET6:
+        packed = _socket.inet_pton(_socket.AF_INET6, host)
+        return packed == bytes(15) + b"\x01" or (
+            packed[:12] == bytes(10) + b"\xff\xff" and packed[12] == 127)
+    return False
+
+
+def plain_http_allowed(config: ClientConfig, environ: dict[str, str] | None = None) -> bool:
+    """``[client] allow_http = yes`` or ``CERTHOOK_ALLOW_HTTP=1``: http:// beyond loopback."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if env.get("CERTHOOK_ALLOW_HTTP", "").strip().lower() in _TRUE:
+        return True
+    value = config.sections.get("client", {}).get("allow_http", "")
+    return value.strip().lower() in _TRUE
+
+
 def open_session(server: ServerURL, config: ClientConfig, deadline: Deadline) -> Session:
-    """Connect to ``server``; RemoteError (or RemoteTimeout) if it cannot be reached."""
+    """Connect to ``server``; RemoteError (or RemoteTimeout) if it cannot be reached.
+
+    ``http://`` to a host that is not loopback is refused (RemoteError, so the
+    next server is tried and the submission stays spooled) unless allowed:
+    the key would cross the network in clear.
+    """
     if server.is_line:
         return LineSession(server, deadline, config.ca_file)
+    if server.scheme == "http" and not is_loopback(server.host) and not plain_http_allowed(
+            config):
+        raise RemoteError(f"{server}: refused: http:// would send the API key in clear;"
+                          " use https://, or allow it with [client] allow_http = yes"
+                          " (or CERTHOOK_ALLOW_HTTP=1)")
     return HttpSession(server, deadline, config.api_key, config.ca_file)

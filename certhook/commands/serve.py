@@ -13,10 +13,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="line protocol listener (default 127.0.0.1:10023; 'off' for none)")
     parser.add_argument("--tls-listen", metavar="HOST:PORT",
                         help="line protocol over TLS (needs --tls-cert and --tls-key)")
-    parser.add_argument("--tls-cert", metavar="FILE", help="TLS listener certificate chain (PEM)")
-    parser.add_argument("--tls-key", metavar="FILE", help="TLS listener private key (PEM)")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="certificate chain (PEM) of the TLS and HTTPS listeners")
+    parser.add_argument("--tls-key", metavar="FILE",
+                        help="private key (PEM) of the TLS and HTTPS listeners")
     parser.add_argument("--http-listen", metavar="HOST:PORT",
                         help="HTTP API and report page (default 127.0.0.1:8023; 'off' for none)")
+    parser.add_argument("--https-listen", metavar="HOST:PORT",
+                        help="the same over HTTPS, for the client's https:// fallback"
+                             " (needs --tls-cert and --tls-key)")
     parser.add_argument("--no-audit", action="store_true",
                         help="receive only; let another 'certhook serve' probe")
     parser.add_argument("--log-level", default="INFO",
@@ -70,16 +75,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for key in ("db", "tls_cert", "tls_key"):
             if getattr(args, key) is not None:
                 changes[key] = getattr(args, key)
-        for key in ("line_listen", "tls_listen", "http_listen"):
+        for key in ("line_listen", "tls_listen", "http_listen", "https_listen"):
             value = _address(getattr(args, key))
             if value is not None:
                 changes[key] = value or None  # False ('off') turns the listener off
         config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
     except UsageError as exc:
         parser.error(str(exc))
-    if config.tls_listen and not (config.tls_cert and config.tls_key):
-        parser.error("--tls-listen needs --tls-cert and --tls-key")
-    _raise_nofile_limit(config.max_connections)
+    for key in ("tls_listen", "https_listen"):
+        if getattr(config, key) and not (config.tls_cert and config.tls_key):
+            parser.error(f"--{key.replace('_', '-')} needs --tls-cert and --tls-key")
+    listeners = sum(1 for key in ("line_listen", "tls_listen", "http_listen", "https_listen")
+                    if getattr(config, key))
+    _raise_nofile_limit(config.max_connections * max(1, listeners))
     server = AuditServer(config, audit=not args.no_audit).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

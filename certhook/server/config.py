@@ -137,6 +137,7 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     http_listen: tuple[str, int] | None = ("127.0.0.1", 8023)
+    https_listen: tuple[str, int] | None = None  # needs tls_cert and tls_key
     idle_timeout: float = 60.0
     max_connections: int = 4096
     max_connections_per_address: int = 4096
@@ -269,6 +270,7 @@ _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "line_listen": _listen,
     "tls_listen": _listen,
     "http_listen": _listen,
+    "https_listen": _listen,
     "tls_cert": _optional,
     "tls_key": _optional,
     "idle_timeout": _duration,

@@ -23,6 +23,7 @@ from typing import Any
 from certhook.errors import ParseError
 from certhook.protocol import MAX_LINE, LineBuffer, Response, parse_request
 from certhook.server.committer import Committer, Job
+from certhook.server.throttle import Throttle, message
 
 __all__ = ["LineServer"]
 
@@ -62,6 +63,8 @@ class _AsyncSink:
         for job in jobs:
             conn, slot = job.token
             response = job.response or Response.error("internal", "no response")
+            conn._server.throttle.done(conn.address, job.request.apikey or "",
+                                       response.code != "auth")
             if response.ok and job.request.verb == "ping":
                 slot.data = _PONG
             else:
@@ -148,6 +151,10 @@ class _Connection(asyncio.Protocol):
         if request.apikey is None:
             self._slots.append(_Slot(_PONG if request.verb == "ping" else _NOKEY))
             return
+        wait = self._server.throttle.check(self.address, None, request.apikey)
+        if wait:  # too many failed key checks from this address: docs/server.md
+            self._slots.append(_Slot(Response.error("limit", message(wait)).encode()))
+            return
         sink = self._server.sink
         assert sink is not None
         slot = _Slot()
@@ -207,6 +214,7 @@ class LineServer:
         self.max_connections = max_connections
         self.max_per_address = max_per_address
         self.max_pending = max_pending
+        self.throttle = Throttle()  # failed key checks; shared with HTTP by AuditServer
         self.connections: set[_Connection] = set()
         self.per_address: collections.Counter[str] = collections.Counter()
         self.requests = 0

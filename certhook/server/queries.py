@@ -1,12 +1,44 @@
-"""Read-only views of the database for the API, the report page and ``certhook status``."""
+"""Read-only views of the database for the API, the report page and ``certhook status``.
+
+The API's listings come in pages (``target_page``, ``domain_history``), so
+that no request, however many targets an account holds, reads them all:
+a page is at most ``PAGE_MAX`` targets, each with at most ``HISTORY_MAX``
+results, and the next page starts after an opaque cursor (the last
+target's name, port and protocol), stable while targets are added.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["account_targets", "domain_history", "iso", "recent_results", "target_json"]
+from certhook.errors import ParseError
+
+__all__ = [
+    "HISTORY_DEFAULT",
+    "HISTORY_MAX",
+    "PAGE_DEFAULT",
+    "PAGE_MAX",
+    "Cursor",
+    "account_targets",
+    "decode_cursor",
+    "domain_history",
+    "encode_cursor",
+    "iso",
+    "recent_results",
+    "target_json",
+    "target_page",
+]
+
+PAGE_DEFAULT = 100  # targets per page of GET /api/v1/domains
+PAGE_MAX = 1000
+HISTORY_DEFAULT = 60  # results per target in GET /api/v1/domains/NAME
+HISTORY_MAX = 500
+Cursor = tuple[str, int, str]  # (domain, port, protocol) of the last target shown
 
 _TARGET_COLUMNS = (
     "id, account, domain, port, protocol, lineage, last_event, expected_fingerprint,"
@@ -30,6 +62,47 @@ def account_targets(conn: sqlite3.Connection, account: str | None) -> list[sqlit
     return conn.execute(
         sql + " WHERE account = ? ORDER BY domain, port, protocol", (account,)
     ).fetchall()
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    """An opaque, URL-safe form of a cursor."""
+    raw = json.dumps(list(cursor), separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    """A cursor from :func:`encode_cursor`; ParseError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, binascii.Error, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ParseError("bad cursor") from None
+    if (not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str)
+            or type(value[1]) is not int or not isinstance(value[2], str)):
+        raise ParseError("bad cursor")
+    return value[0], value[1], value[2]
+
+
+def target_page(conn: sqlite3.Connection, account: str, limit: int = PAGE_DEFAULT,
+                after: Cursor | None = None, domain: str | None = None,
+                ) -> tuple[list[sqlite3.Row], Cursor | None]:
+    """Up to ``limit`` targets of ``account`` (of one ``domain``) after ``after``,
+    by domain, port, protocol; and the cursor of the next page (None at the end)."""
+    limit = max(1, min(limit, PAGE_MAX))
+    sql = f"SELECT {_TARGET_COLUMNS} FROM targets WHERE account = ?"  # noqa: S608
+    args: list[Any] = [account]
+    if domain is not None:
+        sql += " AND domain = ?"
+        args.append(domain)
+    if after is not None:
+        sql += " AND (domain, port, protocol) > (?, ?, ?)"
+        args.extend(after)
+    rows = conn.execute(sql + " ORDER BY domain, port, protocol LIMIT ?",
+                        (*args, limit + 1)).fetchall()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], (str(last["domain"]), int(last["port"]), str(last["protocol"]))
 
 
 def recent_results(conn: sqlite3.Connection, target_id: int, limit: int = 60) -> list[sqlite3.Row]:
@@ -74,15 +147,14 @@ def target_json(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def domain_history(
-    conn: sqlite3.Connection, account: str, domain: str, limit: int = 200
-) -> list[dict[str, Any]]:
-    """Every target of ``domain`` in ``account`` with its last ``limit`` results."""
+    conn: sqlite3.Connection, account: str, domain: str, limit: int = HISTORY_DEFAULT,
+    targets: int = PAGE_DEFAULT // 10, after: Cursor | None = None,
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """A page of ``targets`` targets of ``domain`` in ``account``, each with its last
+    ``limit`` results; and the cursor of the next page (None at the end)."""
     out = []
-    rows = conn.execute(
-        f"SELECT {_TARGET_COLUMNS} FROM targets WHERE account = ? AND domain = ?"  # noqa: S608
-        " ORDER BY port, protocol",
-        (account, domain),
-    ).fetchall()
+    limit = max(1, min(limit, HISTORY_MAX))
+    rows, cursor = target_page(conn, account, targets, after, domain=domain)
     for row in rows:
         item = target_json(row)
         item["history"] = [
@@ -102,4 +174,4 @@ def domain_history(
             for r in recent_results(conn, int(row["id"]), limit)
         ]
         out.append(item)
-    return out
+    return out, cursor

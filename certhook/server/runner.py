@@ -42,7 +42,7 @@ class AuditServer:
 
     def __init__(self, config: ServerConfig, probe_fn: ProbeFunction | None = None,
                  audit: bool = True) -> None:
-        if config.tls_listen and not (config.tls_cert and config.tls_key):
+        if (config.tls_listen or config.https_listen) and not (config.tls_cert and config.tls_key):
             raise UsageError("a TLS listener needs tls_cert and tls_key")
         self.config = config
         self.notifier = Notifier(config)
@@ -55,9 +55,11 @@ class AuditServer:
         )
         self.line: LineServer | None = None
         self.http: Any = None
+        self.https: Any = None
         self.line_address: tuple[str, int] | None = None
         self.tls_address: tuple[str, int] | None = None
         self.http_address: tuple[str, int] | None = None
+        self.https_address: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
 
@@ -75,20 +77,35 @@ class AuditServer:
         self.committer.start()
         if cfg.line_listen or cfg.tls_listen:
             self._start_line()
-        if cfg.http_listen:
-            from certhook.server.httpserver import HttpServer
-            from certhook.server.wsgi import make_app
-
-            try:
-                self.http = HttpServer(make_app(cfg, self.committer), *cfg.http_listen)
-            except OSError as exc:
-                raise LocalError(f"cannot listen on {cfg.http_listen[0]}:"
-                                 f"{cfg.http_listen[1]}: {exc.strerror}") from None
-            self.http.start()
-            self.http_address = self.http.address
+        if cfg.http_listen or cfg.https_listen:
+            self._start_http()
         self.notifier.start()
         if self.auditor is not None:
             self.auditor.start()
+
+    def _start_http(self) -> None:
+        from certhook.server.httpserver import HttpServer
+        from certhook.server.wsgi import make_app
+
+        cfg = self.config
+        # One app for both listeners, and one throttle with the line listeners.
+        app = make_app(cfg, self.committer, self.line.throttle if self.line else None)
+        https = tls_context(cfg.tls_cert, cfg.tls_key) if (
+            cfg.https_listen and cfg.tls_cert and cfg.tls_key) else None
+        for attr, listen, context in (("http", cfg.http_listen, None),
+                                      ("https", cfg.https_listen, https)):
+            if not listen:
+                continue
+            try:
+                server = HttpServer(app, *listen, ssl_context=context,
+                                    max_connections=cfg.max_connections, max_body=cfg.max_body,
+                                    max_per_address=cfg.max_connections_per_address)
+            except OSError as exc:
+                raise LocalError(f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}"
+                                 ) from None
+            setattr(self, attr, server)
+            server.start()
+            setattr(self, f"{attr}_address", server.address)
 
     def _start_line(self) -> None:
         cfg = self.config
@@ -115,9 +132,10 @@ class AuditServer:
 
     def stop(self) -> None:
         """Stop listening, finish what is queued, stop auditing and notifying."""
-        if self.http is not None:
-            self.http.stop()
-            self.http = None
+        for attr in ("http", "https"):
+            if getattr(self, attr) is not None:
+                getattr(self, attr).stop()
+                setattr(self, attr, None)
         if self._loop is not None and self.line is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self.line.stop(), self._loop).result(10)

@@ -8,17 +8,23 @@ server can run it instead::
 Routes: ``POST /api/v1/submissions`` and the KeyChest ``POST
 /api/v1.0/servers/add`` (submissions, acknowledged once durable, like the
 line protocol), ``GET /api/v1/domains`` and ``GET /api/v1/domains/NAME``
-(Bearer key), and the report page ``GET /`` (HTTP Basic: account name and
-key). A key is never taken from a URL: a query naming one is refused.
+(Bearer key; paginated with ``limit`` and ``cursor``), and the report page
+``GET /`` (HTTP Basic: account name and key). A key is never taken from a
+URL: a query naming one is refused. Failed key checks are throttled
+(:mod:`certhook.server.throttle`). An unforeseen exception is logged with a
+request id (no key, no query string) and answered 500 with the same id.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import logging
+import math
 import os
+import secrets
 import threading
+import traceback
 from collections.abc import Iterable
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote
@@ -28,6 +34,8 @@ from certhook.protocol import Request, Response
 from certhook.server import queries, store
 from certhook.server.committer import Committer, GroupCommitter, Job, WaitSink
 from certhook.server.config import ServerConfig, load_config
+from certhook.server.httpserver import SECRET_PARAMS, escape
+from certhook.server.throttle import Throttle, message
 
 __all__ = ["application", "make_app"]
 
@@ -37,21 +45,35 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
             405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
             429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
-_SECRET_PARAMS = {"apikey", "api_key", "key", "token", "access_token", "password"}
 _WAIT = 30.0
+_BASIC_REALM = ("WWW-Authenticate", 'Basic realm="certhook", charset="UTF-8"')
+log = logging.getLogger("certhook.http")
+Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 class _HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or []
+
+
+def _where(exc: BaseException) -> str:
+    """Where an exception came from (file:line function, innermost last), without its
+    message or any local value: those may hold what a client sent, a key included."""
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    return " < ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                      for f in reversed(frames))
 
 
 class AuditApp:
     """The WSGI callable. ``committer`` is shared with the line listeners when in-process."""
 
-    def __init__(self, config: ServerConfig, committer: Committer | None = None) -> None:
+    def __init__(self, config: ServerConfig, committer: Committer | None = None,
+                 throttle: Throttle | None = None) -> None:
         self.config = config
+        self.throttle = throttle or Throttle()
         self._own: GroupCommitter | None = None
         if committer is None:
             committer = self._own = GroupCommitter(config.db, config.first_probe_delay)
@@ -76,21 +98,26 @@ class AuditApp:
         path = environ.get("PATH_INFO", "/") or "/"
         try:
             query = environ.get("QUERY_STRING", "")
-            if any(k.lower() in _SECRET_PARAMS for k, _ in parse_qsl(query, True)):
+            if any(k.strip().lower() in SECRET_PARAMS for k, _ in parse_qsl(query, True)):
                 raise _HttpError(400, "syntax", "an API key is never accepted in a URL;"
                                  " send it in the Authorization header")
             status, headers, body = self._route(method, path, environ)
         except _HttpError as exc:
             status, headers, body = self._json_error(exc)
-        except Exception:  # anything unforeseen: a 500, the server stays up
-            status, headers, body = self._json_error(_HttpError(500, "internal", "server error"))
+        except Exception as exc:  # anything unforeseen: a 500, the server stays up
+            request_id = secrets.token_hex(8)
+            log.error("request %s: %s %s failed: %s at %s", request_id, escape(method[:16]),
+                      escape(path[:200]), type(exc).__name__, _where(exc))
+            status, headers, body = self._json_error(_HttpError(
+                500, "internal", f"server error; request id {request_id}",
+                [("X-Request-Id", request_id)]))
         headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
                    ("X-Content-Type-Options", "nosniff"), *headers]
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
         return [body]
 
     def _route(self, method: str, path: str, environ: dict[str, Any]
-               ) -> tuple[int, list[tuple[str, str]], bytes]:
+               ) -> Answer:
         if path == "/api/v1/submissions":
             self._allow(method, "POST")
             return self._submit(environ, keychest=False)
@@ -100,17 +127,7 @@ class AuditApp:
         if path == "/api/v1/domains" or path.startswith("/api/v1/domains/"):
             self._allow(method, "GET")
             account = self._bearer(environ)
-            conn = self._conn()
-            if path == "/api/v1/domains":
-                data: Any = {"ok": True, "account": account, "domains": [
-                    queries.target_json(r) for r in queries.account_targets(conn, account)]}
-            else:
-                domain = unquote(path[len("/api/v1/domains/"):]).lower().rstrip(".")
-                history = queries.domain_history(conn, account, domain)
-                if not history:
-                    raise _HttpError(404, "syntax", f"no target {domain[:100]!r} in this account")
-                data = {"ok": True, "domain": domain, "targets": history}
-            return 200, [("Content-Type", "application/json")], _dumps(data)
+            return self._listing(environ, path, account)
         if path in ("/", "/index.html"):
             self._allow(method, "GET")
             return self._report(environ)
@@ -119,6 +136,47 @@ class AuditApp:
             return (200 if ok else 503), [("Content-Type", "text/plain")], (
                 b"ok\n" if ok else b"unavailable\n")
         raise _HttpError(404, "syntax", "no such resource")
+
+    def _listing(self, environ: dict[str, Any], path: str, account: str) -> Answer:
+        params = dict(parse_qsl(environ.get("QUERY_STRING", ""), True))
+        after = None
+        if params.get("cursor"):
+            try:
+                after = queries.decode_cursor(params["cursor"])
+            except ParseError:
+                raise _HttpError(400, "syntax", "bad cursor: use the 'next' of the last page"
+                                 ) from None
+        conn = self._conn()
+        if path == "/api/v1/domains":
+            limit = _count(params, "limit", queries.PAGE_DEFAULT, queries.PAGE_MAX)
+            rows, cursor = queries.target_page(conn, account, limit, after)
+            data: Any = {"ok": True, "account": account,
+                         "domains": [queries.target_json(r) for r in rows]}
+        else:
+            domain = unquote(path[len("/api/v1/domains/"):]).lower().rstrip(".")
+            limit = _count(params, "limit", queries.PAGE_DEFAULT // 10, queries.PAGE_MAX // 10)
+            history = _count(params, "history", queries.HISTORY_DEFAULT, queries.HISTORY_MAX)
+            targets, cursor = queries.domain_history(conn, account, domain, history, limit, after)
+            if not targets and after is None:
+                raise _HttpError(404, "syntax", f"no target {domain[:100]!r} in this account")
+            data = {"ok": True, "domain": domain, "targets": targets}
+        data["next"] = queries.encode_cursor(cursor) if cursor else None
+        return 200, [("Content-Type", "application/json")], _dumps(data)
+
+    def _authenticate(self, environ: dict[str, Any], key: str, name: str | None = None
+                      ) -> str | None:
+        """The account of ``key`` (and ``name``), through the throttle: 429 when this
+        address (or account name) has failed too often, a failure counted if wrong."""
+        address = str(environ.get("REMOTE_ADDR", ""))
+        wait = self.throttle.check(address, name, key)
+        if wait:
+            raise _HttpError(429, "limit", message(wait), [("Retry-After", _seconds(wait))])
+        account = None
+        try:
+            account = store.authenticate(self._conn(), key, name)
+        finally:
+            self.throttle.done(address, key, account is not None, name)
+        return account
 
     @staticmethod
     def _allow(method: str, allowed: str) -> None:
@@ -130,7 +188,7 @@ class AuditApp:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise _HttpError(401, "auth", "missing API key (Authorization: Bearer KEY)")
-        account = store.authenticate(self._conn(), key.strip())
+        account = self._authenticate(environ, key.strip())
         if account is None:
             raise _HttpError(401, "auth", "unknown or revoked API key")
         return account
@@ -151,7 +209,7 @@ class AuditApp:
             raise _HttpError(400, "syntax", "body is not JSON") from None
 
     def _submit(self, environ: dict[str, Any], keychest: bool
-                ) -> tuple[int, list[tuple[str, str]], bytes]:
+                ) -> Answer:
         body = self._read_json(environ)
         source = str(environ.get("REMOTE_ADDR", "http"))
         if keychest:
@@ -171,7 +229,17 @@ class AuditApp:
             if keychest:
                 return _keychest(400, exc.reason)
             raise _HttpError(400, "syntax", exc.reason) from None
-        response = self._commit(request, source)
+        wait = self.throttle.check(source, None, key)
+        if wait:
+            if keychest:
+                status, headers, answer = _keychest(429, message(wait))
+                return status, [*headers, ("Retry-After", _seconds(wait))], answer
+            raise _HttpError(429, "limit", message(wait), [("Retry-After", _seconds(wait))])
+        response = Response.error("internal", "not committed")
+        try:
+            response = self._commit(request, source)
+        finally:
+            self.throttle.done(source, key, response.code != "auth")
         if keychest:
             if response.ok:
                 return 200, [("Content-Type", "application/json")], _dumps({"status": "success"})
@@ -194,22 +262,21 @@ class AuditApp:
             return Response.error("unavailable", "the database did not answer in time")
         return job.response
 
-    def _report(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _report(self, environ: dict[str, Any]) -> Answer:
         from certhook.server import report
 
         header = environ.get("HTTP_AUTHORIZATION", "")
         scheme, _, value = header.partition(" ")
         account = None
         if scheme.lower() == "basic":
+            name, key = _basic(value)
             try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode()
-                name, _, key = decoded.partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                name, key = "", ""
-            account = store.authenticate(self._conn(), key, name) if name else None
+                account = self._authenticate(environ, key, name)
+            except _HttpError as exc:  # throttled
+                return exc.status, [("Content-Type", "text/plain; charset=utf-8"),
+                                    *exc.headers], (exc.message + "\n").encode()
         if account is None:
-            return 401, [("Content-Type", "text/plain; charset=utf-8"),
-                         ("WWW-Authenticate", 'Basic realm="certhook", charset="UTF-8"')], (
+            return 401, [("Content-Type", "text/plain; charset=utf-8"), _BASIC_REALM], (
                 b"Log in with your account name and API key.\n")
         html = report.render_page(self._conn(), account)
         return 200, [("Content-Type", "text/html; charset=utf-8"),
@@ -217,15 +284,42 @@ class AuditApp:
                      ], html.encode("utf-8")
 
     @staticmethod
-    def _json_error(exc: _HttpError) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _json_error(exc: _HttpError) -> Answer:
         body = _dumps({"ok": False, "error": exc.code, "message": exc.message})
-        headers = [("Content-Type", "application/json")]
+        headers = [("Content-Type", "application/json"), *exc.headers]
         if exc.status == 401:
             headers.append(("WWW-Authenticate", 'Bearer realm="certhook"'))
         return exc.status, headers, body
 
 
-def _keychest(status: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+def _basic(value: str) -> tuple[str, str]:
+    """Account name and key from HTTP Basic credentials; empty strings if unreadable.
+
+    The header reaches WSGI as latin-1 text (PEP 3333): anything not base64
+    of UTF-8 is a failed login (401), never an exception (it was a 500).
+    """
+    try:
+        decoded = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
+    except ValueError:  # UnicodeError and binascii.Error are ValueErrors
+        return "", ""
+    name, _, key = decoded.partition(":")
+    return name, key
+
+
+def _count(params: dict[str, str], name: str, default: int, maximum: int) -> int:
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not text.isascii() or not 1 <= int(text[:12]) <= maximum:
+        raise _HttpError(400, "syntax", f"{name} must be a whole number from 1 to {maximum}")
+    return int(text)
+
+
+def _seconds(wait: float) -> str:
+    return str(max(1, math.ceil(wait)))
+
+
+def _keychest(status: int, message: str) -> Answer:
     data = {"status": "error", "message": message}
     return status, [("Content-Type", "application/json")], _dumps(data)
 
@@ -234,13 +328,13 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def make_app(config: ServerConfig | None = None,
-             committer: Committer | None = None) -> AuditApp:
+def make_app(config: ServerConfig | None = None, committer: Committer | None = None,
+             throttle: Throttle | None = None) -> AuditApp:
     """The WSGI application; without a config, from ``$CERTHOOK_CONFIG`` and ``$CERTHOOK_DB``."""
     if config is None:
         config = load_config(os.environ.get("CERTHOOK_CONFIG") or None)
         config = config.with_overrides(db=os.environ.get("CERTHOOK_DB") or None)
-    return AuditApp(config, committer)
+    return AuditApp(config, committer, throttle)
 
 
 _default: AuditApp | None = None
