@@ -65,9 +65,18 @@ def _line_tls(ports: Ports) -> tuple[str, str]:
     return server, f"tls://127.0.0.1:{ports.tls}"
 
 
+def _https_only(ports: Ports) -> tuple[str, str]:
+    # The line listeners are down: only the client's https:// fallback can deliver.
+    server = (f"line_listen = off\ntls_listen = off\nhttp_listen = off\n"
+              f"https_listen = 127.0.0.1:{ports.http}\n"
+              f"tls_cert = {ports.cert}\ntls_key = {ports.key}\n")
+    return server, f"https://127.0.0.1:{ports.http}"
+
+
 #: transport -> (its [server] lines, the client's server address)
 TRANSPORTS: dict[str, Callable[[Ports], tuple[str, str]]] = {
     "line-tls": _line_tls,
+    "https-only": _https_only,
 }
 
 
