@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 import trustme
-from server_helpers import LineClient, add_line, config, count, new_db, running, wait_until
+from server_helpers import (
+    LineClient,
+    add_line,
+    config,
+    count,
+    http,
+    new_db,
+    running,
+    wait_until,
+)
 
 from certhook.protocol import parse_response
 from certhook.server.runner import AuditServer
@@ -252,3 +261,37 @@ def test_junk_on_the_tls_port_and_plain_text_on_tls(
     for _, client in _clients(srv, tls_files):
         assert client.ask(add_line(keys["alice"], "still.example")).startswith(b"ok")
         client.close()
+
+
+def test_unknown_protocols_and_limits_on_every_listener(tmp_path: Path,
+                                                        tls_files: tuple[str, str, ssl.SSLContext]
+                                                        ) -> None:
+    """Issues 8.6 and 9.4: line, TLS line, HTTP JSON and the KeyChest form all say so."""
+    db, keys = new_db(tmp_path, "alice")
+    cert, key, _ = tls_files
+    cfg = config(db, tls_listen=("127.0.0.1", 0), tls_cert=cert, tls_key=key,
+                 max_ports_per_submission=3)
+    with running(cfg, audit=False) as srv:
+        assert srv.http_address
+        url = "http://{}:{}".format(*srv.http_address)
+        alice = keys["alice"]
+        for _, client in _clients(srv, tls_files):
+            answer = client.ask(add_line(alice, "a.example", port=25, protocol="foo"))
+            assert answer.startswith(b"error syntax unknown protocol 'foo' (known: "), answer
+            answer = client.ask(add_line(alice, "a.example", port=[1, 2, 3, 4]))
+            assert answer == b"error limit more than 3 ports in one submission" \
+                b" (max_ports_per_submission)"
+            client.close()
+        status, data = http("POST", url + "/api/v1/submissions",
+                            {"domain": "a.example", "ports": [25], "protocols": ["foo"]}, alice)
+        assert (status, data["error"]) == (400, "syntax")
+        assert data["message"].startswith("unknown protocol 'foo'")
+        status, data = http("POST", url + "/api/v1/submissions",
+                            {"domain": "a.example", "ports": [1, 2, 3, 4]}, alice)
+        assert (status, data["error"]) == (429, "limit")
+        status, data = http("POST", url + "/api/v1.0/servers/add",
+                            {"api_key": alice, "domain": "a.example", "port": 25,
+                             "protocol": "foo"})
+        assert (status, data["status"]) == (400, "error")
+        assert data["message"].startswith("unknown protocol 'foo'")
+    assert count(db, "SELECT count(*) FROM targets") == 0
