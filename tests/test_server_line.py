@@ -203,21 +203,66 @@ def test_thousands_of_idle_connections(server: tuple[AuditServer, str, dict[str,
                what="connections to close")
 
 
-def test_connection_limit(tmp_path: Path) -> None:
+def _from(address: tuple[str, int], source: str) -> LineClient:
+    client = LineClient.__new__(LineClient)
+    client.sock = socket.create_connection(address, timeout=10, source_address=(source, 0))
+    client._buf = b""
+    return client
+
+
+def test_connection_limit_per_address_and_overall(tmp_path: Path) -> None:
+    """Issue 9.3: one address holding connections locked every other client out."""
     db, keys = new_db(tmp_path, "alice")
-    cfg = replace(config(db), max_connections=10, max_connections_per_address=10)
+    cfg = replace(config(db), max_connections=10, max_connections_per_address=4)
     with running(cfg, audit=False) as srv:
-        assert srv.line_address
-        held = [LineClient(srv.line_address) for _ in range(10)]
-        for c in held:  # all ten are admitted and served
+        assert srv.line_address and srv.line
+        line = srv.line
+        held = [_from(srv.line_address, "127.0.0.3") for _ in range(4)]
+        for c in held:  # all four are admitted and served
             assert c.ask(b"command ping") == b"ok pong"
-        extra = LineClient(srv.line_address)
-        assert extra.line() == b"error limit too many connections"
+        extra = _from(srv.line_address, "127.0.0.3")
+        assert extra.line() == b"error limit too many connections from your address"
         assert extra.closed_by_peer()
-        held[0].close()
-        wait_until(lambda: len(srv.line.connections) == 9)  # type: ignore[union-attr]
-        again = LineClient(srv.line_address)
-        assert again.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+        # 127.0.0.4 and .5 take 3 each: 10 in all, the server is full
+        others = [_from(srv.line_address, f"127.0.0.{4 + i // 3}") for i in range(6)]
+        for c in others:
+            assert c.ask(b"command ping") == b"ok pong"
+        wait_until(lambda: len(line.connections) == 10)
+        # a newcomer takes the slot of the longest-idle connection of .3 (the most)
+        newcomer = _from(srv.line_address, "127.0.0.2")
+        assert newcomer.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+        assert held[0].line() == b"error limit server full: closing this idle connection"
+        assert held[0].closed_by_peer()
+        assert len(line.by_address["127.0.0.3"]) == 3
+        # .2 and .3 now hold 1 and 3, .4 and .5 hold 3: a second newcomer from .3
+        # would not be fewer than the most; from .6 it evicts again
+        assert _from(srv.line_address, "127.0.0.3").line() == b"error limit too many connections"
+        sixth = _from(srv.line_address, "127.0.0.6")
+        assert sixth.ask(b"command ping") == b"ok pong"
+        # half a line sent long ago does not keep a slot from a newcomer either
+        for c in [*held[1:], *others]:
+            c.send(b"command pi")
+        seventh = _from(srv.line_address, "127.0.0.7")
+        assert seventh.ask(b"command ping") == b"ok pong"
+        assert srv.line.evicted == 3
+
+
+def test_bad_lines_cost_an_error_budget(server: tuple[AuditServer, str, dict[str, str]],
+                                        tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    """Issue 9.2: blank lines and junk are answered, at most ten, then the
+    connection is closed with one line; what came before is still answered."""
+    srv, db, keys = server
+    for name, client in _clients(srv, tls_files):
+        ok = add_line(keys["alice"], f"{name}.budget.example", id=f"budget-{name}")
+        client.send(ok + b"\n" * 5 + b"\x00junk\n" * 3 + b"x" * 1200 + b"\n" + b"\r\n" * 500
+                    + b"command ping\n")
+        assert client.line() == f"ok id budget-{name} domains 1".encode()
+        answers = [client.line() for _ in range(11)]
+        assert [a.split(b" ")[:2] for a in answers[:10]] == [[b"error", b"syntax"]] * 10
+        assert answers[10] == b"error limit too many bad lines; closing the connection"
+        assert client.closed_by_peer()
+        client.close()
+    assert count(db, "SELECT count(*) FROM submissions WHERE client_id LIKE 'budget-%'") == 2
 
 
 def test_client_that_never_reads_does_not_stall_others(
@@ -233,8 +278,8 @@ def test_client_that_never_reads_does_not_stall_others(
     sent = 0
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # write until the server stops reading us
-        try:
-            sent += hog.send(line)
+        try:  # whole lines: a partial send goes on where it stopped
+            sent += hog.send(line[sent % len(line):])
         except BlockingIOError:
             time.sleep(0.05)
     other = LineClient(srv.line_address)
