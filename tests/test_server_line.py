@@ -6,6 +6,7 @@ import resource
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -340,3 +341,56 @@ def test_unknown_protocols_and_limits_on_every_listener(tmp_path: Path,
         assert (status, data["status"]) == (400, "error")
         assert data["message"].startswith("unknown protocol 'foo'")
     assert count(db, "SELECT count(*) FROM targets") == 0
+
+
+def _closed(client: LineClient, timeout: float) -> bool:
+    """Whether the server closes ``client`` within ``timeout`` (whatever it sends first)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            client.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if client.sock.recv(65536) == b"":
+                return True
+    except (ConnectionResetError, socket.timeout):
+        return not isinstance(sys.exc_info()[1], socket.timeout)
+    return False
+
+
+def _client_hello(context: ssl.SSLContext) -> bytes:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_tls_handshakes_count_and_time_out(tmp_path: Path,
+                                           tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    """Issue 9.5: handshakes under way count against the limits, time out, and at most
+    max_handshakes of them hold OpenSSL's state at once."""
+    db, keys = new_db(tmp_path, "alice")
+    cert, key, client_context = tls_files
+    cfg = config(db, tls_listen=("127.0.0.1", 0), tls_cert=cert, tls_key=key,
+                 idle_timeout=2.0, max_connections_per_address=3)
+    with running(cfg, audit=False) as srv:
+        assert srv.tls_address and srv.line
+        stalled = [_from(srv.tls_address, "127.0.0.9") for _ in range(3)]
+        stalled[1].send(b"\x16\x03\x01\x02\x00")  # a record header, and nothing more
+        wait_until(lambda: len(srv.line.by_address.get("127.0.0.9", ())) == 3)
+        refused = _from(srv.tls_address, "127.0.0.9")
+        assert refused.closed_by_peer()  # no handshake is spent on a refusal
+        hello = _client_hello(client_context)
+        srv.line.max_handshakes = 2
+        begun = [_from(srv.tls_address, "127.0.0.10") for _ in range(3)]
+        for sock in begun:
+            sock.send(hello)
+            time.sleep(0.2)
+        assert _closed(begun[0], 1)  # the oldest of three made room
+        assert len(srv.line.handshaking) == 2
+        valid = LineClient(srv.tls_address, client_context)
+        assert valid.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+        started = time.monotonic()
+        for sock in stalled + begun[1:]:
+            assert _closed(sock, 6)
+        assert time.monotonic() - started < 6  # the 2 s deadline, far from never
+        assert srv.line.handshaking == {}

@@ -41,6 +41,7 @@ _READ = 16 * 1024  # bytes read at a time: bounds the answers one read can produ
 _WRITE_HIGH = 16 * 1024  # answers buffered for a peer before we stop reading it
 _LINGER = 2.0  # seconds a closing connection's leftovers are read and dropped
 _LINGER_BYTES = 64 * 1024  # and at most this many bytes of them
+MAX_HANDSHAKES = 256  # TLS handshakes under way at once (~46 KiB of OpenSSL state each)
 _NOKEY = Response.error("auth", "missing API key").encode()
 
 
@@ -169,6 +170,7 @@ class _Connection(asyncio.BufferedProtocol):
         """The plaintext in ``data``; None if the TLS session failed (then closed)."""
         tls, transport = self._tls, self._transport
         assert tls is not None and transport is not None
+        started = tls.started
         try:
             plain = tls.receive(data)
         except ssl.SSLError as exc:
@@ -178,6 +180,9 @@ class _Connection(asyncio.BufferedProtocol):
             return None
         if tls.handshaken:
             self.handshake_deadline = None
+            self._server.handshaking.pop(self, None)
+        elif tls.started and not started:
+            self._server.handshake_begun(self)
         out = tls.outgoing()
         if out:
             transport.write(out)
@@ -334,6 +339,9 @@ class LineServer:
         self.max_pending = max_pending
         self.connections: set[_Connection] = set()
         self.by_address: dict[str, set[_Connection]] = {}
+        # TLS handshakes under way (OpenSSL state allocated), oldest first
+        self.handshaking: dict[_Connection, None] = {}
+        self.max_handshakes = MAX_HANDSHAKES
         self.read_buffer = memoryview(bytearray(_READ))
         self.requests = 0
         self.refused = 0
@@ -404,7 +412,18 @@ class LineServer:
         self.evicted += 1
         return True
 
+    def handshake_begun(self, conn: _Connection) -> None:
+        """Past ``max_handshakes`` under way, the oldest is dropped: a handshake
+        takes a few round trips, and each holds ~46 KiB of OpenSSL state."""
+        while len(self.handshaking) >= self.max_handshakes:
+            oldest = next(iter(self.handshaking))
+            self.forget(oldest)
+            oldest.close()
+            self.evicted += 1
+        self.handshaking[conn] = None
+
     def forget(self, conn: _Connection) -> None:
+        self.handshaking.pop(conn, None)
         if conn in self.connections:
             self.connections.discard(conn)
             mine = self.by_address[conn.address]
