@@ -304,3 +304,15 @@ def test_json_request_any_value_or_parse_error(body: object, key: str | None) ->
     except ParseError:
         return
     assert request.domains and all(0 < port < 65536 for port in request.ports)
+
+
+def test_docs_list_the_probes_protocols() -> None:
+    """docs/protocol.md names exactly the protocols the server accepts (the probe's table)."""
+    from pathlib import Path
+
+    from certhook.probe.starttls import PROTOCOLS
+
+    docs = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    row = next(line for line in docs.splitlines() if line.startswith("| `protocol` |"))
+    named = set(re.findall(r"`([a-z0-9-]+)`", row.split("(", 1)[1].split(")", 1)[0]))
+    assert named | {"tls"} == set(PROTOCOLS)
