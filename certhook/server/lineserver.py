@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 import ssl
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 from certhook.errors import ParseError
 from certhook.protocol import MAX_LINE, LineBuffer, Response, parse_request
 from certhook.server.committer import Committer, Job
+from certhook.server.slots import ConnectionSlots, address_key
 from certhook.server.tlsbio import TlsSession
 
 __all__ = ["LineServer"]
@@ -32,8 +32,6 @@ log = logging.getLogger("certhook.server")
 
 _PONG = b"ok pong\r\n"
 _OVER = Response.error("syntax", f"line over {MAX_LINE} bytes").encode()
-_FULL = Response.error("limit", "too many connections").encode()
-_FULL_ADDRESS = Response.error("limit", "too many connections from your address").encode()
 _EVICTED = Response.error("limit", "server full: closing this idle connection").encode()
 _TOO_MANY_BAD = Response.error("limit", "too many bad lines; closing the connection").encode()
 MAX_BAD_LINES = 10  # per connection: a client that sends more is not speaking the protocol
@@ -41,7 +39,6 @@ _READ = 16 * 1024  # bytes read at a time: bounds the answers one read can produ
 _WRITE_HIGH = 16 * 1024  # answers buffered for a peer before we stop reading it
 _LINGER = 2.0  # seconds a closing connection's leftovers are read and dropped
 _LINGER_BYTES = 64 * 1024  # and at most this many bytes of them
-MAX_HANDSHAKES = 256  # TLS handshakes under way at once (~46 KiB of OpenSSL state each)
 _NOKEY = Response.error("auth", "missing API key").encode()
 
 
@@ -116,7 +113,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._transport = transport
         peername: Any = transport.get_extra_info("peername")
         if isinstance(peername, tuple):
-            self.address = _address_key(str(peername[0]))
+            self.address = address_key(str(peername[0]))
             self.peer = f"{peername[0]}:{peername[1]}"
         refusal = self._server.admit(self)
         if refusal is not None:
@@ -180,7 +177,7 @@ class _Connection(asyncio.BufferedProtocol):
             return None
         if tls.handshaken:
             self.handshake_deadline = None
-            self._server.handshaking.pop(self, None)
+            self._server.handshake_done(self)
         elif tls.started and not started:
             self._server.handshake_begun(self)
         out = tls.outgoing()
@@ -312,14 +309,11 @@ class _Connection(asyncio.BufferedProtocol):
             self._transport.abort()
 
 
-class LineServer:
+class LineServer(ConnectionSlots["_Connection"]):
     """The line listeners; create inside the running loop with :meth:`start`.
 
     Connections are counted from the TCP accept on, TLS handshakes in
-    progress included. ``max_per_address`` bounds one address (an IPv6
-    /64); when all ``max_connections`` are taken, a newcomer from an address
-    with fewer connections takes the slot of an idle connection of the
-    address that holds the most, so no one address can lock others out.
+    progress included; who gets a slot is :class:`ConnectionSlots`' rule.
     """
 
     def __init__(
@@ -331,21 +325,13 @@ class LineServer:
         max_pending: int = 64,
         handshake_timeout: float = 10.0,
     ) -> None:
+        super().__init__(max_connections, max_per_address)
         self.committer = committer
         self.idle_timeout = idle_timeout
         self.handshake_timeout = handshake_timeout
-        self.max_connections = max_connections
-        self.max_per_address = max_per_address
         self.max_pending = max_pending
-        self.connections: set[_Connection] = set()
-        self.by_address: dict[str, set[_Connection]] = {}
-        # TLS handshakes under way (OpenSSL state allocated), oldest first
-        self.handshaking: dict[_Connection, None] = {}
-        self.max_handshakes = MAX_HANDSHAKES
         self.read_buffer = memoryview(bytearray(_READ))
         self.requests = 0
-        self.refused = 0
-        self.evicted = 0
         self.bad_closed = 0
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -383,54 +369,6 @@ class LineServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
 
-    def admit(self, conn: _Connection) -> bytes | None:
-        """Take ``conn`` in, or the line that refuses it."""
-        mine = self.by_address.get(conn.address)
-        if mine is not None and len(mine) >= self.max_per_address:
-            self.refused += 1
-            return _FULL_ADDRESS
-        if len(self.connections) >= self.max_connections and not self._evict_for(conn.address):
-            self.refused += 1
-            return _FULL
-        self.connections.add(conn)
-        self.by_address.setdefault(conn.address, set()).add(conn)
-        return None
-
-    def _evict_for(self, address: str) -> bool:
-        """Close an idle connection of the address holding the most, if it holds
-        more than ``address`` would; True if a slot was freed."""
-        wanted = len(self.by_address.get(address, ())) + 1
-        biggest = max(self.by_address.values(), key=len, default=set())
-        if len(biggest) <= wanted:
-            return False
-        idle = [c for c in biggest if c.idle]
-        if not idle:
-            return False
-        victim = min(idle, key=lambda c: c.last_activity)
-        self.forget(victim)
-        victim.evict()
-        self.evicted += 1
-        return True
-
-    def handshake_begun(self, conn: _Connection) -> None:
-        """Past ``max_handshakes`` under way, the oldest is dropped: a handshake
-        takes a few round trips, and each holds ~46 KiB of OpenSSL state."""
-        while len(self.handshaking) >= self.max_handshakes:
-            oldest = next(iter(self.handshaking))
-            self.forget(oldest)
-            oldest.close()
-            self.evicted += 1
-        self.handshaking[conn] = None
-
-    def forget(self, conn: _Connection) -> None:
-        self.handshaking.pop(conn, None)
-        if conn in self.connections:
-            self.connections.discard(conn)
-            mine = self.by_address[conn.address]
-            mine.discard(conn)
-            if not mine:
-                del self.by_address[conn.address]
-
     async def _sweep(self) -> None:
         period = max(0.05, min(1.0, self.idle_timeout / 4, self.handshake_timeout / 4))
         while True:
@@ -444,17 +382,3 @@ class LineServer:
                         or (handshake is not None and now > handshake)
                         or (conn.draining_until is not None and now > conn.draining_until)):
                     conn.close()
-
-
-def _address_key(host: str) -> str:
-    """Whose connection this is, for the per-address limit: an IPv4 address
-    (IPv4-mapped IPv6 too) or an IPv6 /64, what one host or site is given."""
-    try:
-        ip = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
