@@ -27,6 +27,7 @@ from server_helpers import (
 
 from certhook.protocol import parse_response
 from certhook.server.runner import AuditServer
+from certhook.server.slots import address_key
 
 
 @pytest.fixture
@@ -394,3 +395,16 @@ def test_tls_handshakes_count_and_time_out(tmp_path: Path,
             assert _closed(sock, 6)
         assert time.monotonic() - started < 6  # the 2 s deadline, far from never
         assert srv.line.handshaking == {}
+
+
+@pytest.mark.parametrize(("host", "key"), [
+    ("192.0.2.7", "192.0.2.7"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),  # the same host over a dual-stack socket
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # one site: one address
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("not-an-address", "not-an-address"),
+])
+def test_per_address_limit_counts_an_ipv6_64_as_one_address(host: str, key: str) -> None:
+    assert address_key(host) == key
