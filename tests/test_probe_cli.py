@@ -25,7 +25,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
 
 @pytest.mark.parametrize(("argv", "message"), [
     ([], "no targets: give TARGET, --targets-file or --from-certbot"),
-    (["example.org", "--crit", "30"], "--crit 30 is above --warn 21"),
+    (["example.org", "--warn", "21", "--crit", "30"], "--crit 30 is above --warn 21"),
+    (["example.org", "--warn", "10%", "--crit", "12.5%"], "--crit 12.5% is above --warn 10%"),
+    (["example.org", "--warn", "36h", "--crit", "2d"], "--crit 2d is above --warn 36h"),
+    (["example.org", "--warn", "21days"], "'21days' is not a threshold"),
+    (["example.org", "--crit", "101%"], "at most 100%"),
     (["example.org", "--warn", "-1"], "must not be negative"),
     (["example.org", "--timeout", "0"], "--timeout must be positive"),
     (["example.org", "--concurrency", "0"], "--concurrency must be at least 1"),

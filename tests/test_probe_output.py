@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from probe_helpers import CA, serve, write
+from probe_helpers import CA, DAY, NOW, serve, write
 
 from certhook.cli import main
 from certhook.probe import ProbeOptions, ProbeResult, Target, probe, probe_many
@@ -21,10 +21,11 @@ OPTIONS = ProbeOptions(warn_days=21, crit_days=7, timeout=5)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Target], str]]:
-    """Four targets: ok (90 days), warning (15 days), critical (wrong name), unknown."""
+    """Four targets: ok (90 days), warning (15 days of 90), critical (wrong name), unknown."""
     root = CA()
     ca_file = write(tmp_path_factory.mktemp("ca") / "root.pem", root.pem)
-    servers = [serve(root.issue("127.0.0.1", days=90)), serve(root.issue("127.0.0.1", days=15)),
+    servers = [serve(root.issue("127.0.0.1", days=90)),
+               serve(root.issue("127.0.0.1", days=15, not_before=NOW - 75 * DAY)),
                serve(root.issue("127.0.0.2", days=90))]
     for server in servers:
         server.__enter__()
@@ -85,7 +86,8 @@ def test_nagios_single(results: list[ProbeResult]) -> None:
     out = render(results[:1], "nagios", OPTIONS)
     port = results[0].target.port
     assert re.fullmatch(rf"CERTHOOK OK - 127\.0\.0\.1:{port}: 90 days left \(not after"
-                        r" \d{4}-\d\d-\d\d\) \| days=90;21;7\n", out)
+                        r" \d{4}-\d\d-\d\d\) \| days=90;21;7 seconds=(\d+)s;1900799;691199\n",
+                        out)
     assert render(results[3:], "nagios", OPTIONS) == (
         f"CERTHOOK UNKNOWN - 127.0.0.1:{results[3].target.port}:"
         " connection refused by 127.0.0.1\n")
@@ -168,7 +170,7 @@ def test_prtg_many_prefixes_channels(results: list[ProbeResult]) -> None:
     sensor = json.loads(render(results[:3], "prtg", OPTIONS))["prtg"]
     names = [c["channel"] for c in sensor["result"]]
     assert f"{results[1].target.label} Days to Expiration" in names
-    assert len(names) == 3 * 6
+    assert len(names) == 3 * 7
     assert sensor["text"].startswith("3 targets, worst critical: ")
 
 

@@ -19,12 +19,29 @@ from certhook.client.changes import DEFAULT_CONFIG_DIR
 
 if TYPE_CHECKING:
     from certhook.probe import ProbeResult, Target
+    from certhook.probe.lifetime import Threshold
 
 _UNKNOWN = 3
+_A_LIFETIME = 90 * 86400.0  # any lifetime: thresholds of one kind order the same on all
+
+
+def _threshold(text: str) -> Threshold:
+    from certhook.errors import ParseError
+    from certhook.probe.lifetime import parse_threshold
+
+    try:
+        return parse_threshold(text)
+    except ParseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pct(threshold: Threshold) -> str:
+    return str(threshold).replace("%", "%%")  # argparse expands % in help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from certhook.client.config import DEFAULT_CONFIG
+    from certhook.probe.lifetime import DEFAULT_CRIT, DEFAULT_WARN
     from certhook.probe.output import FORMATS
 
     parser.add_argument(
@@ -39,10 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="name the certificate must hold (default: servername, else host)")
     parser.add_argument("--name-check", choices=("cn_san", "cn", "none"), default="cn_san",
                         help="how to check the name: SAN per RFC 6125 (default), CN only, or not")
-    parser.add_argument("--warn", type=int, default=21, metavar="DAYS",
-                        help="warning at or below this many days left (default 21)")
-    parser.add_argument("--crit", type=int, default=7, metavar="DAYS",
-                        help="critical at or below this many days left (default 7)")
+    parser.add_argument("--warn", type=_threshold, default=DEFAULT_WARN, metavar="LEFT",
+                        help="warning at or below this much left: a fraction of the"
+                             " certificate's lifetime (25%%), a time (21d, 36h, 90m) or a"
+                             f" number of days (21); default {_pct(DEFAULT_WARN)}, 21 days of 90")
+    parser.add_argument("--crit", type=_threshold, default=DEFAULT_CRIT, metavar="LEFT",
+                        help="critical at or below this much left, as --warn;"
+                             f" default {_pct(DEFAULT_CRIT)}, 7 days of 90")
     parser.add_argument("--ca-file", metavar="FILE",
                         help="trust these PEM roots instead of the system's")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
@@ -68,10 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if not (args.targets or args.targets_file or args.from_certbot):
         parser.error("no targets: give TARGET, --targets-file or --from-certbot")
-    if args.warn < 0 or args.crit < 0:
-        parser.error("--warn and --crit must not be negative")
-    if args.crit > args.warn:
-        parser.error(f"--crit {args.crit} is above --warn {args.warn}")
+    # Thresholds of one kind compare; a fraction and a time compare only per certificate.
+    warn, crit = args.warn, args.crit
+    if (warn.fraction is None) == (crit.fraction is None) and (
+            crit.seconds_for(_A_LIFETIME) > warn.seconds_for(_A_LIFETIME)):
+        parser.error(f"--crit {crit} is above --warn {warn}")
     if not args.timeout > 0:
         parser.error("--timeout must be positive")
     if args.concurrency is not None and args.concurrency < 1:
@@ -162,8 +183,8 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
         return _UNKNOWN
     options = ProbeOptions(
         timeout=args.timeout,
-        warn_days=args.warn,
-        crit_days=args.crit,
+        warn=args.warn,
+        crit=args.crit,
         name_check=args.name_check,
         ca_file=args.ca_file,
         local_fingerprints=fingerprints,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from certhook.probe.lifetime import Threshold
     from certhook.x509 import Certificate
 
 __all__ = [
@@ -124,47 +125,24 @@ def _who(cert: Certificate) -> str:
     return f"CN={cert.subject_cn}" if cert.subject_cn else (cert.subject or "(empty subject)")
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _days(count: int) -> str:
-    return f"{count} day" if abs(count) == 1 else f"{count} days"
-
-
-def _expiry(what: str, cert: Certificate, now: datetime, warn: int, crit: int) -> list[Finding]:
-    after = cert.not_valid_after_utc
-    if now >= after:
-        ago = (now - after).days
-        when = "today" if ago == 0 else f"{_days(ago)} ago"
-        return [Finding("critical", f"{what} expired {when} ({_stamp(after)})")]
-    left = (after - now).days
-    if left <= crit:
-        return [Finding("critical", f"{what} expires in {_days(left)} ({_stamp(after)}),"
-                                    f" at or below --crit {crit}")]
-    if left <= warn:
-        return [Finding("warning", f"{what} expires in {_days(left)} ({_stamp(after)}),"
-                                   f" at or below --warn {warn}")]
-    return []
-
-
 def validity_findings(
-    leaf: Certificate, others: Sequence[Certificate], now: datetime, warn: int, crit: int
+    leaf: Certificate, others: Sequence[Certificate], now: datetime,
+    warn: Threshold | int, crit: Threshold | int, renew_before: float | None = None,
 ) -> list[Finding]:
-    """Expiry of the leaf, and of the chain when a chain certificate ends first.
+    """Expiry of the leaf (and of the chain when a chain certificate ends first),
+    and renewal overdue: the findings of :func:`certhook.probe.lifetime.judge`.
 
     ``others`` is the chain above the leaf that clients use: the verified
-    chain when there is one, else what the server sent.
+    chain when there is one, else what the server sent. A bare ``int`` is a
+    number of days, as ``--warn 21``.
     """
-    if now < leaf.not_valid_before_utc:
-        since = _stamp(leaf.not_valid_before_utc)
-        return [Finding("critical", f"not yet valid: valid from {since}")]
-    findings = _expiry("certificate", leaf, now, warn, crit)
-    if others:
-        first = min(others, key=lambda cert: cert.not_valid_after_utc)
-        if first.not_valid_after_utc < leaf.not_valid_after_utc:
-            findings += _expiry(f"chain certificate {_who(first)}", first, now, warn, crit)
-    return findings
+    from certhook.probe.lifetime import Threshold, judge
+
+    if isinstance(warn, int):
+        warn = Threshold.days(warn)
+    if isinstance(crit, int):
+        crit = Threshold.days(crit)
+    return list(judge(leaf, others, now, warn, crit, renew_before).findings)
 
 
 def weakness_findings(

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Callable
 
 from certhook.escape import for_terminal
+from certhook.probe.lifetime import describe_left
 from certhook.probe.result import STATUSES, ProbeOptions, ProbeResult, rank, worst_status
 
 if TYPE_CHECKING:
@@ -63,12 +64,20 @@ def _details(result: ProbeResult) -> str:
     return ", ".join(parts)
 
 
+def _left(result: ProbeResult) -> str:
+    """Time left: whole days, hours when less than two days are left (either way)."""
+    seconds = result.seconds_left
+    if seconds is not None and abs(seconds) < 2 * 86400:
+        return f"{int(seconds / 3600)}h" if abs(seconds) >= 3600 else f"{int(seconds / 60)}m"
+    return "-" if result.days_left is None else f"{result.days_left}d"
+
+
 def render_text(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
     """One aligned row per target, then a summary line."""
     rows = [
         (
             result.status.upper(),
-            "-" if result.days_left is None else f"{result.days_left}d",
+            _left(result),
             result.not_after.strftime("%Y-%m-%d") if result.not_after else "-",
             # names and reasons quote the served certificate: no control characters
             for_terminal(display(result)),
@@ -116,26 +125,54 @@ def _nagios_line(result: ProbeResult) -> str:
     if result.reasons:
         return for_terminal(f"{display(result)}: {'; '.join(result.reasons)}")
     assert result.not_after is not None
-    return for_terminal(f"{display(result)}: {result.days_left} days left"
+    left = (f"{describe_left(result.seconds_left)} left" if result.seconds_left is not None
+            else f"{result.days_left} days left")
+    return for_terminal(f"{display(result)}: {left}"
             f" (not after {result.not_after.strftime('%Y-%m-%d')})")
+
+
+def _number(value: float) -> str:
+    """A perfdata figure: an integer as such, else two decimals."""
+    return str(int(value)) if value == int(value) else f"{value:.2f}"
+
+
+def day_limits(result: ProbeResult, options: ProbeOptions) -> tuple[float, float]:
+    """``--warn`` and ``--crit`` for this certificate, in days (a bare number as given)."""
+    lifetime = result.lifetime_seconds or 0
+    return (options.warn.seconds_for(lifetime) / 86400, options.crit.seconds_for(lifetime) / 86400)
+
+
+def _perfdata(result: ProbeResult, options: ProbeOptions, several: bool) -> list[str]:
+    if result.days_left is None:
+        return []
+    warn, crit = day_limits(result, options)
+    suffix = f"_{result.target.label}" if several else ""
+    days = _perf_label(f"days{suffix}") if several else "days"
+    data = [f"{days}={result.days_left};{_number(warn)};{_number(crit)}"]
+    if result.seconds_left is not None:
+        seconds = _perf_label(f"seconds{suffix}") if several else "seconds"
+        lifetime = result.lifetime_seconds or 0
+        data.append(f"{seconds}={result.seconds_left}s;{options.warn.limit_seconds(lifetime)};"
+                    f"{options.crit.limit_seconds(lifetime)}")
+    return data
 
 
 def render_nagios(results: Sequence[ProbeResult], options: ProbeOptions) -> str:
     """Plugin output: one status line with performance data, then one line per target.
 
     ``days=N;WARN;CRIT`` carries the day thresholds as plain numbers (alert
-    at or below), as check_ssl_cert does. With several targets the first
-    line counts them and names the worst, the long text lists every target
-    worst first, and each gets its own ``days_TARGET`` label.
+    at or below), as check_ssl_cert does; a relative threshold is given in
+    days for that certificate's lifetime. ``seconds=Ns;WARN;CRIT`` is the
+    same in seconds, exact where days are rounded down. With several
+    targets the first line counts them and names the worst, the long text
+    lists every target worst first, and each gets its own ``days_TARGET``
+    and ``seconds_TARGET`` labels.
     """
     worst = worst_status(results)
     ranked = rank(results)
     perfdata = []
     for result in results:
-        if result.days_left is None:
-            continue
-        label = "days" if len(results) == 1 else _perf_label(f"days_{result.target.label}")
-        perfdata.append(f"{label}={result.days_left};{options.warn_days};{options.crit_days}")
+        perfdata += _perfdata(result, options, len(results) > 1)
     perf = f" | {' '.join(perfdata)}" if perfdata else ""
     if len(results) == 1:
         head = _nagios_line(results[0])

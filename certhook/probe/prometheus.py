@@ -8,6 +8,14 @@ Metric names follow blackbox_exporter's where they mean the same thing
 labels ``target``, ``host``, ``port``, ``protocol`` (and ``servername``
 when one was given). Samples of a family are grouped under one HELP/TYPE
 pair, as the exposition format requires.
+
+Every series of a certificate that was read is written whether or not it
+has expired (blackbox_exporter #1119 drops them once the chain no longer
+verifies): certhook verifies the chain without the clock, so an expired
+certificate keeps its expiry, notBefore and lifetime series. notBefore and
+lifetime let a rule alert on a fraction of the lifetime left, e.g.
+``(certhook_cert_not_after_timestamp_seconds - time()) /
+certhook_cert_lifetime_seconds < 0.2333``.
 """
 
 from __future__ import annotations
@@ -47,7 +55,10 @@ def _bool(value: bool | None) -> int | None:
 
 
 def _stamp(result: ProbeResult, attribute: str) -> int | None:
-    moment = getattr(result, attribute)
+    if attribute == "validity_not_before":
+        moment = result.validity.not_before if result.validity else None
+    else:
+        moment = getattr(result, attribute)
     return None if moment is None else int(moment.timestamp())
 
 
@@ -95,6 +106,17 @@ _FAMILIES: list[tuple[str, str, Callable[[ProbeResult], _Value], _Extra | None]]
     ("certhook_cert_not_after_timestamp_seconds",
      "notAfter of the served leaf certificate, as a Unix timestamp.",
      lambda r: _stamp(r, "not_after"), None),
+    ("certhook_cert_not_before_timestamp_seconds",
+     "notBefore of the served leaf certificate, as a Unix timestamp.",
+     lambda r: _stamp(r, "validity_not_before"), None),
+    ("certhook_cert_lifetime_seconds",
+     "Lifetime of the served leaf certificate (notAfter - notBefore), in seconds.",
+     lambda r: r.lifetime_seconds, None),
+    ("certhook_cert_renewal_due_timestamp_seconds",
+     "When the ACME client should have renewed the leaf (certbot's rule), as a Unix timestamp.",
+     lambda r: _stamp(r, "renewal_due"), None),
+    ("certhook_cert_renewal_overdue", "Whether the served leaf is past its renewal point (1)"
+     " or not (0).", lambda r: _bool(r.renewal_overdue), None),
     ("certhook_cert_days_left", "Whole days until the leaf certificate expires (negative once"
      " expired).", lambda r: r.days_left, None),
     ("certhook_cert_name_ok", "Whether the certificate matches the expected name (1) or not (0).",

@@ -3,7 +3,8 @@
 The channels mirror PRTG's own SSL Certificate sensor, with its standard
 lookups, so a certhook sensor reads like the built-in one:
 
-- ``Days to Expiration`` (primary), with ``--warn``/``--crit`` as lower limits;
+- ``Days to Expiration`` (primary), with ``--warn``/``--crit`` as lower limits
+  (in days for this certificate's lifetime when relative);
 - ``Common Name Check``, lookup ``prtg.standardlookups.sslcertificatesensor.cncheck``:
   0 CN matches, 1 CN does not match (error), 2 check disabled,
   5 CN/SAN match, 6 CN/SAN do not match (error);
@@ -15,7 +16,10 @@ lookups, so a certhook sensor reads like the built-in one:
 - ``Self-Signed``, lookup ``...sslcertificatesensor.selfsigned``: 0 no, 1 yes.
 
 certhook adds ``Matches Local Certificate`` (with ``--config-dir``; lookup
-``prtg.standardlookups.boolean.statetrueok``, 0 is an error) and ``Status``
+``prtg.standardlookups.boolean.statetrueok``, 0 is an error), ``Renewal
+Overdue`` (lookup ``certhook.renewaloverdue``, shipped in contrib/prtg: 0 no,
+1 the certificate is past the point certbot should have renewed it, a
+warning) and ``Status``
 (0 ok, 1 warning, 2 critical), whose limits give the sensor certhook's
 verdict even where PRTG's lookups are milder (an untrusted root is only a
 warning there). A target that could not be probed turns the whole output
@@ -28,6 +32,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from certhook.escape import for_terminal
+from certhook.probe.output import day_limits
 from certhook.probe.result import STATUSES, rank, worst_status
 
 if TYPE_CHECKING:
@@ -35,13 +40,21 @@ if TYPE_CHECKING:
 
     from certhook.probe.result import ProbeOptions, ProbeResult
 
-__all__ = ["render_prtg"]
+__all__ = ["RENEWAL_LOOKUP", "render_prtg"]
+
+#: The lookup of the Renewal Overdue channel: contrib/prtg/certhook.renewaloverdue.ovl,
+#: copied into PRTG's lookups/custom folder (0 no, 1 overdue: a warning).
+RENEWAL_LOOKUP = "certhook.renewaloverdue"
 
 _LOOKUP = "prtg.standardlookups.sslcertificatesensor."
 # Common Name Check values of the cncheck lookup.
 _CN_OK, _CN_BAD, _CN_OFF, _CN_SAN_OK, _CN_SAN_BAD = 0, 1, 2, 5, 6
 # PRTG cuts the sensor message at 2000 characters.
 _MAX_TEXT = 2000
+
+
+def _limit(days: float) -> float | int:
+    return int(days) if days == int(days) else round(days, 2)
 
 
 def _cn_check(result: ProbeResult) -> int:
@@ -60,6 +73,7 @@ def _channels(result: ProbeResult, options: ProbeOptions, prefix: str) -> list[d
         key["valuelookup"] = _LOOKUP + "publickey"
     else:
         key.update(unit="Custom", customunit="bit")
+    warn, crit = day_limits(result, options)
     channels: list[dict[str, Any]] = [
         {
             "channel": f"{prefix}Days to Expiration",
@@ -67,8 +81,8 @@ def _channels(result: ProbeResult, options: ProbeOptions, prefix: str) -> list[d
             "unit": "Custom",
             "customunit": "days",
             "limitmode": 1,
-            "limitminwarning": options.warn_days,
-            "limitminerror": options.crit_days,
+            "limitminwarning": _limit(warn),
+            "limitminerror": _limit(crit),
             "limitwarningmsg": "certificate expires soon",
             "limiterrormsg": "certificate expires very soon or has expired",
         },
@@ -84,6 +98,10 @@ def _channels(result: ProbeResult, options: ProbeOptions, prefix: str) -> list[d
         channels.append({"channel": f"{prefix}Matches Local Certificate",
                          "value": 1 if result.local_match else 0,
                          "valuelookup": "prtg.standardlookups.boolean.statetrueok"})
+    if result.renewal_overdue is not None:
+        channels.append({"channel": f"{prefix}Renewal Overdue",
+                         "value": 1 if result.renewal_overdue else 0,
+                         "valuelookup": RENEWAL_LOOKUP})
     reasons = for_terminal("; ".join(result.reasons) or "ok")  # shown by PRTG as text
     channels.append({
         "channel": f"{prefix}Status",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
+
+from certhook.probe.lifetime import DEFAULT_CRIT, DEFAULT_WARN, Threshold, Validity
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import datetime
 
     from certhook.probe.targets import Fingerprints, Target
     from certhook.x509 import Certificate
@@ -38,21 +40,39 @@ class ProbeOptions:
     frozenset of them) of the certificate certbot holds for it; None turns
     the local-match check off. ``allow_address`` is called with each
     resolved IP address before connecting to it; False skips the address.
+
+    ``warn`` and ``crit`` are :class:`~certhook.probe.lifetime.Threshold`
+    (default 7/30 and 7/90 of the certificate's lifetime); ``warn_days`` and
+    ``crit_days``, the older spelling, set them to a bare number of days.
+    ``renew_before`` is the lineage's ``renew_before_expiry`` in seconds
+    (None: certbot's default rule). ``clock`` gives the time the verdict is
+    made at (default: now).
     """
 
     timeout: float = 10.0
-    warn_days: int = 21
-    crit_days: int = 7
+    warn_days: int | None = None
+    crit_days: int | None = None
     name_check: str = "cn_san"
     ca_file: str | None = None
     local_fingerprints: Mapping[str, Fingerprints] | None = None
     allow_address: Callable[[str], bool] | None = None
+    warn: Threshold = DEFAULT_WARN
+    crit: Threshold = DEFAULT_CRIT
+    renew_before: float | None = None
+    clock: Callable[[], datetime] | None = None
 
     def __post_init__(self) -> None:
         from certhook.probe.checks import NAME_CHECKS
 
         if not self.timeout > 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
+        # The older spelling: a bare number of days, compared in whole days.
+        if self.warn_days is not None:
+            object.__setattr__(self, "warn", Threshold.days(self.warn_days))
+        if self.crit_days is not None:
+            object.__setattr__(self, "crit", Threshold.days(self.crit_days))
+        if self.renew_before is not None and not self.renew_before >= 0:
+            raise ValueError(f"renew_before must not be negative, not {self.renew_before}")
         if self.name_check not in NAME_CHECKS:
             raise ValueError(f"name_check must be one of {', '.join(NAME_CHECKS)}")
 
@@ -71,7 +91,9 @@ class ProbeResult:
     (the Python 3.9 chain fallback). ``chain`` is what the server sent,
     leaf first; ``earliest_chain_expiry`` its earliest ``notAfter``, and
     ``verified_chain_expiry`` the earliest ``notAfter`` of the chain that
-    verified to a trust anchor (Python 3.10+).
+    verified to a trust anchor (Python 3.10+). ``validity`` is the verdict
+    on the leaf's lifetime (:func:`certhook.probe.lifetime.judge`): time
+    left in seconds, lifetime, renewal point.
     """
 
     target: Target
@@ -95,10 +117,30 @@ class ProbeResult:
     verified_chain_expiry: datetime | None = None
     name_check: str = "cn_san"
     notes: tuple[str, ...] = ()
+    validity: Validity | None = None
 
     @property
     def exit_code(self) -> int:
         return STATUSES[self.status]
+
+    @property
+    def seconds_left(self) -> int | None:
+        """Seconds until the leaf's notAfter (negative once expired)."""
+        return self.validity.seconds_left if self.validity else None
+
+    @property
+    def lifetime_seconds(self) -> int | None:
+        """The leaf's lifetime, notAfter - notBefore, in seconds."""
+        return self.validity.lifetime_seconds if self.validity else None
+
+    @property
+    def renewal_due(self) -> datetime | None:
+        """When the ACME client should have renewed the leaf."""
+        return self.validity.renewal_due if self.validity else None
+
+    @property
+    def renewal_overdue(self) -> bool | None:
+        return self.validity.renewal_overdue if self.validity else None
 
     def to_json(self) -> dict[str, Any]:
         """The object of ``--format json``: the documented contract (docs/probe.md)."""
@@ -116,6 +158,10 @@ class ProbeResult:
             "reasons": list(self.reasons),
             "error": self.error,
             "days_left": self.days_left,
+            "seconds_left": self.seconds_left,
+            "lifetime_seconds": self.lifetime_seconds,
+            "renewal_due": _iso(self.renewal_due),
+            "renewal_overdue": self.renewal_overdue,
             "not_before": _iso(leaf.not_valid_before_utc) if leaf else None,
             "not_after": _iso(self.not_after),
             "earliest_chain_expiry": _iso(self.earliest_chain_expiry),

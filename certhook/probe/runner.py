@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 from certhook.errors import ParseError, RemoteError
-from certhook.probe import checks
+from certhook.probe import checks, lifetime
 from certhook.probe.net import Handshake, VerifyFailed, handshake, tls_context
 from certhook.probe.result import ProbeOptions, ProbeResult
 from certhook.probe.targets import expected_fingerprints
@@ -106,11 +106,11 @@ def _judge(
     target: Target, options: ProbeOptions, shake: Handshake, failed: VerifyFailed | None,
     sent: list[Certificate], verified: list[Certificate], unreadable: list[str], start: float,
 ) -> ProbeResult:
-    now = datetime.now(timezone.utc)
+    now = options.clock() if options.clock is not None else datetime.now(timezone.utc)
     leaf = sent[0]
-    findings = checks.validity_findings(
-        leaf, verified[1:] if verified else sent[1:], now, options.warn_days, options.crit_days
-    )
+    validity = lifetime.judge(leaf, verified[1:] if verified else sent[1:], now, options.warn,
+                              options.crit, options.renew_before)
+    findings = list(validity.findings)
     name_ok = checks.match_name(leaf, target.name_to_check, options.name_check)
     if name_ok is False:
         names = checks.describe_names(leaf, options.name_check)
@@ -165,6 +165,7 @@ def _judge(
         ),
         name_check=options.name_check,
         notes=tuple(notes),
+        validity=validity,
     )
 
 
