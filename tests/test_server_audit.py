@@ -167,3 +167,49 @@ def test_wildcards_are_stored_not_probed(tmp_path: Path, domain: str) -> None:
         time.sleep(0.3)
     assert probe.calls == [("x.example.org", 443, "tls")]
     assert {t["domain"] for t in targets(db)} == {domain, "x.example.org"}
+
+
+# -- the timeline (issue 8): waiting, failed renewals, backoff -----------------------------
+
+
+def test_within_the_grace_the_target_is_waiting_not_ok() -> None:
+    expected = "bb" * 32
+    start = TargetState(state="ok", notified_state="ok", expected_fingerprint=expected,
+                        expected_since=NOW - 10)
+    ev = evaluate(start, OK, NOW, grace=300)
+    assert ev.state == "waiting" and ev.notices == [] and ev.failures == 0
+    assert ev.reasons[0].startswith("waiting for deployment until ")
+    until = time.strftime("%H:%M", time.gmtime(NOW - 10 + 300))
+    assert f"until {until} UTC" in ev.reasons[0]
+    # the grace is over: critical, confirmed at the threshold, and only then a notice
+    first = evaluate(TargetState(ev.state, ev.failures, ev.notified_state,
+                                 expected_fingerprint=expected, expected_since=NOW - 10),
+                     OK, NOW + 300, grace=300, threshold=2)
+    assert first.status == "critical" and first.state == "waiting" and not first.notices
+    second = evaluate(TargetState(first.state, first.failures, first.notified_state,
+                                  expected_fingerprint=expected, expected_since=NOW - 10),
+                      OK, NOW + 420, grace=300, threshold=2)
+    assert second.state == "critical" and second.notices[0]["kind"] == "not-deployed"
+    # served in time: ok again, and no notice (nothing was ever wrong)
+    live = evaluate(TargetState("waiting", 0, "ok", expected_fingerprint=expected,
+                                expected_since=NOW - 10),
+                    fake_result("ok", fingerprint=expected), NOW, grace=300)
+    assert live.state == "ok" and live.notices == [] and live.deployed is True
+
+
+def test_a_failed_renewal_is_shown_and_notified_at_once() -> None:
+    ev = evaluate(TargetState(state="ok", notified_state="ok", last_event="failed"), OK, NOW,
+                  threshold=2)
+    assert ev.state == "warning" and ev.status == "warning"
+    assert [n["kind"] for n in ev.notices] == ["problem"]
+    assert "certbot reported a failed renewal" in ev.reasons
+
+
+def test_failing_targets_back_off_to_the_cap() -> None:
+    from certhook.server.audit import backoff
+    from certhook.server.config import ServerConfig
+
+    cfg = ServerConfig(retry_interval=120.0, retry_max=3600.0, failure_threshold=2)
+    assert [backoff(cfg, n) for n in range(1, 9)] == [
+        120, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert backoff(ServerConfig(retry_interval=120.0, interval=600.0), 9) == 600
