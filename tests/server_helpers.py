@@ -381,3 +381,73 @@ def resolve_names(monkeypatch: Any, names: dict[str, str]) -> list[str]:
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     return looked
 
+
+
+# -- a real `certhook serve` process -------------------------------------------------------
+
+
+def certhook_argv() -> list[str]:
+    """How to run this venv's ``certhook`` (its launcher, else ``python -m certhook``)."""
+    import sys
+
+    exe = Path(sys.executable).parent / "certhook"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "certhook"]
+
+
+class ServeProcess:
+    """``certhook serve --config FILE`` in its own process, on free loopback ports.
+
+    ``audit`` is the text of the ``[audit]`` section (short timers for tests),
+    ``extra`` more sections. ``conf`` is the file written, for ``certhook
+    status/recheck --config``. Stopped with SIGTERM; its stderr is kept in
+    ``log`` for a failing assertion to show.
+    """
+
+    def __init__(self, tmp_path: Path, db: str, audit: str = "", extra: str = "") -> None:
+        import subprocess
+
+        from acmeenv import free_port, wait_for_port
+
+        self.line_port, self.http_port = free_port(), free_port()
+        self.line_address = ("127.0.0.1", self.line_port)
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.conf = tmp_path / "server.conf"
+        self.conf.write_text(
+            f"[server]\ndb = {db}\nline_listen = 127.0.0.1:{self.line_port}\n"
+            f"http_listen = 127.0.0.1:{self.http_port}\n[audit]\n{audit}\n{extra}\n")
+        self.log = tmp_path / "serve.log"
+        self._err = open(self.log, "wb")  # closed in stop()
+        self.proc = subprocess.Popen(
+            [*certhook_argv(), "serve", "--config", str(self.conf), "--log-level", "INFO"],
+            stdout=subprocess.DEVNULL, stderr=self._err,
+        )
+        try:
+            wait_for_port(self.line_port, 30)
+            wait_for_port(self.http_port, 30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def cli(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run ``certhook ARGS --config CONF``: (exit code, stdout, stderr)."""
+        import subprocess
+
+        done = subprocess.run([*certhook_argv(), *args, "--config", str(self.conf)],
+                              capture_output=True, text=True, timeout=timeout)
+        return done.returncode, done.stdout, done.stderr
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._err.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
