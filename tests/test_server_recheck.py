@@ -195,3 +195,35 @@ def test_recheck_probes_now_and_only_what_it_names(tmp_path: Path, certs: Certs,
         assert code == 2 and "name one TARGET, or --all" in err
         code, out, err = srv.cli("recheck", "bad:target:x")
         assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_recheck_over_the_api_is_account_isolated(tmp_path: Path, certs: Certs,
+                                                  endpoint: TlsEndpoint) -> None:
+    db, keys = new_db(tmp_path, "alice", "bob")
+    with ServeProcess(tmp_path, db, _audit(certs)) as srv:
+        url = f"{srv.base}/api/v1/recheck"
+        assert LineClient(srv.line_address).ask(
+            add_line(keys["alice"], DOMAIN, port=endpoint.port)).startswith(b"ok")
+        wait_until(lambda: all(t["last_probe"] for t in targets(db)), what="the first probe")
+        first = targets(db)[0]["last_probe"]
+
+        # bob's key cannot reach alice's target, by name or with "all"
+        status, data = http("POST", url, {"target": f"{DOMAIN}:{endpoint.port}/tls"},
+                            key=keys["bob"])
+        assert status == 404 and data["ok"] is False
+        status, data = http("POST", url, {"all": True}, key=keys["bob"])
+        assert status == 404
+        status, _ = http("POST", url, {"all": True}, key="not-a-key")
+        assert status == 401
+        for bad in ({}, {"all": True, "target": DOMAIN}, {"target": "a b"}, [DOMAIN]):
+            status, data = http("POST", url, bad, key=keys["alice"])
+            assert status == 400 and data["error"] == "syntax", (bad, data)
+        time.sleep(2.5)  # longer than the auditor's poll: nothing was marked
+        assert targets(db)[0]["last_probe"] == first
+
+        status, data = http("POST", url, {"target": DOMAIN}, key=keys["alice"])
+        assert status == 200 and data["ok"] is True
+        assert data["targets"] == [{"domain": DOMAIN, "port": endpoint.port, "protocol": "tls"}]
+        wait_until(lambda: targets(db)[0]["last_probe"] > first, timeout=30,
+                   what="the recheck over the API")
