@@ -451,3 +451,87 @@ class ServeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- targets for the auditor under attack (tests/adversarial, bench/audit.py) ---------------
+
+
+class ThreadedTlsServer:
+    """A TLS server on loopback, one thread per connection: many probes at once."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.handshakes = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                with self._lock:
+                    self.handshakes += 1
+                tls.recv(1)  # until the prober closes
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class Tarpit:
+    """Accepts every connection and never says a word (until closed)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.held.append(conn)
+
+    def close(self) -> None:
+        """Close every held connection (a probe stuck on one fails at once) and the listener."""
+        self._stop.set()
+        self._thread.join(2)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def submit_names(address: tuple[str, int], key: str, names: list[str], port: int,
+                 chunk: int = 20) -> None:
+    """Submit ``names`` on ``port`` over the line protocol, ``chunk`` names a submission."""
+    client = LineClient(address)
+    try:
+        for i in range(0, len(names), chunk):
+            answer = client.ask(add_line(key, *names[i:i + chunk], port=port))
+            assert answer.startswith(b"ok"), answer
+    finally:
+        client.close()

@@ -1,22 +1,26 @@
-"""The auditor: probes every target from outside, on a schedule, in two thread pools.
+"""The auditor: probes every target from outside, on a schedule, in a thread pool.
 
 A scheduler thread picks the targets whose ``next_probe`` has come (a new
 submission or ``certhook recheck`` sets it to "now"; a submission wakes the
 scheduler, and it looks on its own every :data:`POLL` seconds), hands them
-to a pool, and goes back to waiting; it never runs on the listeners'
+to the pool, and goes back to waiting; it never runs on the listeners'
 threads. Each result is evaluated (``evaluate.py``), stored with the
 target's new state, and any notices are queued for the notifier, all in one
 transaction.
 
 Two lanes, so that slow targets cannot delay healthy ones. A target that
-accepts a connection and then stays silent (a "tarpit") would hold a thread
-for the whole ``probe_timeout``; ten per cent of them once took the
-healthy targets' audit from 4 s to 66 s. The fast lane (``concurrency``
-threads) gives each probe :data:`FAST_BUDGET` seconds; a probe that runs
-out of it is not recorded but moved to the slow lane (a quarter as many
-threads) and done again there with the full ``probe_timeout``. A target
-whose last probe was slow goes to the slow lane directly. Failing targets
-back off: ``retry_interval``, doubling once the failure is confirmed, up to
+accepts a connection and then stays silent (a "tarpit") holds its thread
+for the whole ``probe_timeout``; with one lane of 16 threads, ten per cent
+of 1,000 targets took the healthy ones' audit from 4 s to 66 s. Here
+``concurrency`` is the fast lane: probes at work. A probe still running
+after :data:`FAST_BUDGET` seconds (a TLS handshake takes far less, even
+across the world) moves to the slow lane, whose threads only wait, and its
+fast slot goes to the next target; it keeps its full ``probe_timeout`` and
+its result counts as any other. A target whose last probe was slow starts
+in the slow lane. The slow lane holds up to :data:`SLOW_PER_FAST` times
+``concurrency`` probes (threads and sockets stay bounded); when it is full,
+a slow probe keeps its fast slot. Failing targets back off:
+``retry_interval``, doubling once the failure is confirmed, up to
 ``retry_max``. ``bench/audit.py`` measures it.
 
 Every probe goes through the SSRF guard (``ssrf.py``): the probe calls it
@@ -39,7 +43,7 @@ from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
 from certhook.server.ssrf import forbidden_reason, make_guard
 from certhook.server.worker import Worker
 
-__all__ = ["FAST_BUDGET", "POLL", "Auditor", "ProbeFunction", "backoff"]
+__all__ = ["FAST_BUDGET", "POLL", "SLOW_PER_FAST", "Auditor", "ProbeFunction", "backoff"]
 
 log = logging.getLogger("certhook.audit")
 
@@ -47,13 +51,25 @@ ProbeFunction = Callable[[Any, Any], Any]
 #: Seconds between looks for due targets when nothing wakes the scheduler:
 #: picks up ``certhook recheck`` and submissions made by another process (gunicorn).
 POLL = 2.0
-#: Seconds a probe may take in the fast lane; a TLS handshake across the
-#: world takes well under one. Longer, and it is done again in the slow lane.
-FAST_BUDGET = 2.0
+#: Seconds a probe may hold a fast slot; then it goes on in the slow lane.
+FAST_BUDGET = 0.5
+#: The slow lane's size, per fast slot: its probes wait on silent peers (one
+#: thread and one socket each), they do not work.
+SLOW_PER_FAST = 16
 #: Seconds between probes while a renewed certificate is awaited (``waiting``).
 WAITING_RECHECK = 60.0
 _REFUSED = "not probed: "
 _FAST, _SLOW = "fast", "slow"
+_MAX_FETCH = 1 << 16  # due rows looked at in one round, at most
+
+
+class _Flight:
+    """A probe in flight: its lane and when it started (monotonic)."""
+
+    __slots__ = ("lane", "started")
+
+    def __init__(self, lane: str, started: float) -> None:
+        self.lane, self.started = lane, started
 _DUE = (
     "SELECT id, domain, port, protocol, (SELECT elapsed FROM results WHERE target ="
     " targets.id ORDER BY time DESC LIMIT 1) AS last_elapsed FROM targets"
@@ -99,26 +115,20 @@ class Auditor(Worker):
         self._on_notice = on_notice
         self._clock = clock
         fast = max(1, config.concurrency)
-        slow = max(2, fast // 4)
-        self._pools = {_FAST: ThreadPoolExecutor(fast, "certhook-probe"),
-                       _SLOW: ThreadPoolExecutor(slow, "certhook-probe-slow")}
-        # in flight or queued per lane; twice the threads keeps each pool fed
-        self._capacity = {_FAST: 2 * fast, _SLOW: 2 * slow}
-        self._budget = min(FAST_BUDGET, config.probe_timeout)
-        self._inflight: dict[int, str] = {}
-        self._demoted: set[int] = set()  # ran out of the fast lane's budget: slow lane next
+        self._capacity = {_FAST: fast, _SLOW: SLOW_PER_FAST * fast}
+        self._pool = ThreadPoolExecutor(fast + self._capacity[_SLOW], "certhook-probe")
+        self._inflight: dict[int, _Flight] = {}
         self._backlog = 0  # due slow-lane targets left waiting in the last round
         self._lock = threading.Lock()
         self._local = threading.local()
         self._guard = make_guard(config.allow_networks)
         self.probes = 0
-        self.demotions = 0
+        self.moved = 0  # probes moved from the fast lane to the slow one
         super().__init__()
 
     def stop(self) -> None:
         super().stop()
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -136,59 +146,76 @@ class Auditor(Worker):
                 log.exception("scheduler")
             self._wake.wait(max(0.0, min(wait, POLL)))
 
-    def _slow(self, target_id: int, last_elapsed: float | None) -> bool:
-        """Does this target belong in the slow lane (its last probe was slow)?"""
-        if target_id in self._demoted:
-            return True
-        return self._budget < self.config.probe_timeout and last_elapsed is not None and (
-            last_elapsed >= 0.9 * self._budget)
+    def _rooms(self, now: float) -> tuple[dict[str, int], float]:
+        """Move fast probes past their budget to the slow lane while it has room; the
+        free slots per lane, and the seconds until the next fast probe runs out."""
+        with self._lock:
+            used = {_FAST: 0, _SLOW: 0}
+            for flight in self._inflight.values():
+                used[flight.lane] += 1
+            over = sorted((f for f in self._inflight.values() if f.lane == _FAST),
+                          key=lambda f: f.started)
+            next_move = POLL
+            for flight in over:
+                if now - flight.started < FAST_BUDGET:
+                    next_move = flight.started + FAST_BUDGET - now
+                    break
+                if used[_SLOW] >= self._capacity[_SLOW]:
+                    break
+                flight.lane = _SLOW
+                used[_FAST] -= 1
+                used[_SLOW] += 1
+                self.moved += 1
+            rooms = {lane: cap - used[lane] for lane, cap in self._capacity.items()}
+        return rooms, next_move
 
     def _schedule(self) -> float:
         conn = self._conn()
         now = self._clock()
+        room, next_move = self._rooms(time.monotonic())
         with self._lock:
-            room = {lane: cap - sum(1 for v in self._inflight.values() if v == lane)
-                    for lane, cap in self._capacity.items()}
-            skip = len(self._inflight) + len(self._demoted) + self._backlog
-        if room[_FAST] > 0 or room[_SLOW] > 0:
-            rows = conn.execute(_DUE, (now, room[_FAST] + room[_SLOW] + skip)).fetchall()
-            backlog = 0
+            limit = room[_FAST] + room[_SLOW] + len(self._inflight) + self._backlog
+        while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
+            rows = conn.execute(_DUE, (now, limit)).fetchall()
+            self._backlog = 0
             for row in rows:
-                target_id = int(row["id"])
-                with self._lock:
-                    if target_id in self._inflight:
-                        continue
-                    lane = _SLOW if self._slow(target_id, row["last_elapsed"]) else _FAST
-                    if room[lane] <= 0:
-                        backlog += lane == _SLOW
-                        continue
-                    room[lane] -= 1
-                    self._inflight[target_id] = lane
-                self._pools[lane].submit(self._audit, lane, target_id, row["domain"],
-                                         row["port"], row["protocol"])
-            self._backlog = backlog
+                lane = self._dispatch(row, room)
+                if lane == _FAST:  # look again when its budget is spent
+                    next_move = min(next_move, FAST_BUDGET)
+                elif lane is None:
+                    self._backlog += 1
+            # Due targets waiting for a full lane hid others: look further, boundedly.
+            if room[_FAST] <= 0 or len(rows) < limit or limit >= _MAX_FETCH:
+                break
+            limit *= 2
         nxt = conn.execute(
             "SELECT min(next_probe) FROM targets WHERE next_probe > ?", (now,)
         ).fetchone()[0]
-        return POLL if nxt is None else float(nxt) - now
+        due = POLL if nxt is None else float(nxt) - now
+        return min(due, next_move)
 
-    def _audit(self, lane: str, target_id: int, domain: str, port: int, protocol: str) -> None:
+    def _dispatch(self, row: Any, room: dict[str, int]) -> str | None:
+        """Start a probe of ``row`` in its lane if it has room: the lane, or None when
+        the target waits for a full lane ("" when it is in flight already)."""
+        target_id = int(row["id"])
+        slow = row["last_elapsed"] is not None and row["last_elapsed"] >= FAST_BUDGET
+        lane = _SLOW if slow else _FAST
+        with self._lock:
+            if target_id in self._inflight:
+                return ""
+            if room[lane] <= 0:
+                return None
+            room[lane] -= 1
+            self._inflight[target_id] = _Flight(lane, time.monotonic())
+        self._pool.submit(self._audit, target_id, row["domain"], row["port"], row["protocol"])
+        return lane
+
+    def _audit(self, target_id: int, domain: str, port: int, protocol: str) -> None:
         try:
-            started = self._clock()
-            timeout = self._budget if lane == _FAST else self.config.probe_timeout
-            begun = time.monotonic()
-            result = self._run_probe(domain, port, protocol, timeout)
-            took = time.monotonic() - begun
-            if (lane == _FAST and timeout < self.config.probe_timeout
-                    and result.status == "unknown" and took >= 0.9 * timeout):
-                # Out of the fast lane's budget: not a verdict yet, the slow lane decides.
-                with self._lock:
-                    self._demoted.add(target_id)
-                    self.demotions += 1
-                return
-            self._record(target_id, result, started)
-            with self._lock:
-                self._demoted.discard(target_id)
+            started, begun = self._clock(), time.monotonic()
+            result = self._run_probe(domain, port, protocol)
+            # the time it held its thread, whatever the result says: it picks the lane
+            self._record(target_id, result, started, time.monotonic() - begun)
         except Exception:
             log.exception("auditing %s:%s", domain, port)
         finally:
@@ -196,7 +223,7 @@ class Auditor(Worker):
                 self._inflight.pop(target_id, None)
             self._wake.set()
 
-    def _run_probe(self, domain: str, port: int, protocol: str, timeout: float) -> Any:
+    def _run_probe(self, domain: str, port: int, protocol: str) -> Any:
         start = time.monotonic()
         literal = forbidden_reason(domain, self.config.allow_networks)
         if literal is not None and literal != "not an IP address":
@@ -205,7 +232,7 @@ class Auditor(Worker):
         from certhook.probe import ProbeOptions, Target
 
         options = ProbeOptions(
-            timeout=timeout, warn_days=self.config.warn_days,
+            timeout=self.config.probe_timeout, warn_days=self.config.warn_days,
             crit_days=self.config.crit_days, ca_file=self.config.ca_file,
             allow_address=self._guard,
         )
@@ -222,7 +249,7 @@ class Auditor(Worker):
         self.probes += 1
         return result
 
-    def _record(self, target_id: int, result: Any, started: float) -> None:
+    def _record(self, target_id: int, result: Any, started: float, took: float) -> None:
         cfg = self.config
         conn = self._conn()
         now = self._clock()
@@ -242,7 +269,7 @@ class Auditor(Worker):
             )
             ev = evaluate(before, result, now, cfg.grace, cfg.failure_threshold,
                           cfg.expiry_notices)
-            self._store(conn, row, ev, result, now, started)
+            self._store(conn, row, ev, result, now, started, took)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -266,9 +293,8 @@ class Auditor(Worker):
             nxt = min(nxt, ev.recheck_at + 1.0)
         return nxt
 
-    def _store(
-        self, conn: Any, row: Any, ev: Evaluation, result: Any, now: float, started: float
-    ) -> None:
+    def _store(self, conn: Any, row: Any, ev: Evaluation, result: Any, now: float,
+               started: float, took: float) -> None:
         reasons = "\n".join(ev.reasons)
         nxt = self._next_probe(ev, now)
         deployed = None if ev.deployed is None else int(ev.deployed)
@@ -278,7 +304,7 @@ class Auditor(Worker):
             "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
             " issuer, fingerprint, deployed, address, elapsed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (row["id"], now, ev.status, ev.state, reasons, ev.days_left, ev.not_after, ev.issuer,
-             ev.served_fingerprint, deployed, address, getattr(result, "elapsed", None)),
+             ev.served_fingerprint, deployed, address, took),
         )
         conn.execute(
             "UPDATE targets SET state = ?, state_since = CASE WHEN state = ? THEN state_since"
