@@ -71,10 +71,11 @@ class _Flight:
     def __init__(self, lane: str, started: float) -> None:
         self.lane, self.started = lane, started
 _DUE = (
-    "SELECT id, domain, port, protocol, (SELECT elapsed FROM results WHERE target ="
-    " targets.id ORDER BY time DESC LIMIT 1) AS last_elapsed FROM targets"
+    "SELECT id, domain, port, protocol FROM targets"
     " WHERE next_probe IS NOT NULL AND next_probe <= ? ORDER BY next_probe LIMIT ?"
 )
+# how long a target's last probe took: read once per target, then kept in memory
+_LAST_TOOK = "SELECT elapsed FROM results WHERE target = ? ORDER BY time DESC LIMIT 1"
 
 
 def backoff(config: ServerConfig, failures: int) -> float:
@@ -118,7 +119,8 @@ class Auditor(Worker):
         self._capacity = {_FAST: fast, _SLOW: SLOW_PER_FAST * fast}
         self._pool = ThreadPoolExecutor(fast + self._capacity[_SLOW], "certhook-probe")
         self._inflight: dict[int, _Flight] = {}
-        self._backlog = 0  # due slow-lane targets left waiting in the last round
+        self._backlog = 0  # due targets left waiting for a full lane in the last round
+        self._took: dict[int, float] = {}  # target -> seconds its last probe took
         self._lock = threading.Lock()
         self._local = threading.local()
         self._guard = make_guard(config.allow_networks)
@@ -194,13 +196,19 @@ class Auditor(Worker):
         due = POLL if nxt is None else float(nxt) - now
         return min(due, next_move)
 
+    def _took_for(self, target_id: int) -> float:
+        took = self._took.get(target_id)
+        if took is None:
+            row = self._conn().execute(_LAST_TOOK, (target_id,)).fetchone()
+            took = self._took[target_id] = float(row[0] or 0.0) if row else 0.0
+        return took
+
     def _dispatch(self, row: Any, room: dict[str, int]) -> str | None:
         """Start a probe of ``row`` in its lane if it has room: the lane, or None when
         the target waits for a full lane ("" when it is in flight already)."""
         target_id = int(row["id"])
-        slow = row["last_elapsed"] is not None and row["last_elapsed"] >= FAST_BUDGET
-        lane = _SLOW if slow else _FAST
         with self._lock:
+            lane = _SLOW if self._took_for(target_id) >= FAST_BUDGET else _FAST
             if target_id in self._inflight:
                 return ""
             if room[lane] <= 0:
@@ -215,7 +223,10 @@ class Auditor(Worker):
             started, begun = self._clock(), time.monotonic()
             result = self._run_probe(domain, port, protocol)
             # the time it held its thread, whatever the result says: it picks the lane
-            self._record(target_id, result, started, time.monotonic() - begun)
+            took = time.monotonic() - begun
+            with self._lock:
+                self._took[target_id] = took
+            self._record(target_id, result, started, took)
         except Exception:
             log.exception("auditing %s:%s", domain, port)
         finally:
