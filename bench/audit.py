@@ -97,7 +97,7 @@ def run_share(share: int, total: int, concurrency: int, timeout: float, ca: trus
         if server.auditor is not None:  # not the 2 s poll: the audit itself is measured
             server.auditor.wake()
         second = _wait_healthy(db, healthy, marked, 600)
-        demotions = server.auditor.moved if server.auditor else 0
+        demotions = getattr(server.auditor, "moved", 0)  # 0 for an auditor with one lane
     finally:
         pit.close()  # the probes stuck on it fail at once
         server.stop()
