@@ -195,17 +195,14 @@ def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60
     )
 
 
-class CountingListener:
-    """A TCP listener that only counts (and closes) the connections it accepts."""
+class _Acceptor:
+    """A TCP listener on loopback whose thread hands each connection to ``_accepted``."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", backlog: int = 50) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.bind((host, 0))
-        self.sock.listen(50)
+        self.sock = socket.create_server((host, 0), family=family, backlog=backlog)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.accepted = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -216,13 +213,27 @@ class CountingListener:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.accepted += 1
-            conn.close()
+            self._accepted(conn)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
+
+
+class CountingListener(_Acceptor):
+    """A TCP listener that only counts (and closes) the connections it accepts."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.accepted = 0
+        super().__init__(host)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        conn.close()
 
 
 class TlsEndpoint:
@@ -456,27 +467,17 @@ class ServeProcess:
 # -- targets for the auditor under attack (tests/adversarial, bench/audit.py) ---------------
 
 
-class ThreadedTlsServer:
+class ThreadedTlsServer(_Acceptor):
     """A TLS server on loopback, one thread per connection: many probes at once."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self.context = context
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=512)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.handshakes = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        super().__init__(backlog=512)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(10)
@@ -490,39 +491,22 @@ class ThreadedTlsServer:
         finally:
             conn.close()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
-
-class Tarpit:
+class Tarpit(_Acceptor):
     """Accepts every connection and never says a word (until closed)."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0), backlog=4096)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        super().__init__(backlog=4096)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.held.append(conn)
+    def _accepted(self, conn: socket.socket) -> None:
+        self.held.append(conn)
 
     def close(self) -> None:
-        """Close every held connection (a probe stuck on one fails at once) and the listener."""
-        self._stop.set()
-        self._thread.join(2)
+        """Close the listener and every held connection (a probe stuck on one fails at once)."""
+        super().close()
         for conn in self.held:
             conn.close()
-        self.sock.close()
 
 
 def submit_names(address: tuple[str, int], key: str, names: list[str], port: int,
