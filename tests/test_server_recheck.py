@@ -127,6 +127,9 @@ def test_the_timeline_waiting_not_deployed_recheck_recovery(
             assert shown["reasons"][0].startswith("waiting for deployment until "), shown
             code, out, _ = srv.cli("status")
             assert code == 2 and "waiting" in out and "waiting for deployment until" in out
+            status, page = http("GET", srv.base + "/", basic=("alice", key))
+            assert status == 200 and ">waiting</span>" in page
+            assert "waiting for deployment until" in page
 
             notice = wait_until(lambda: webhook.received, timeout=60, what="the alert")[0]
             alerted = time.time() - renewed
