@@ -190,6 +190,9 @@ def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60
     return SimpleNamespace(
         status=status, reasons=reasons, error=error, leaf=leaf,
         days_left=days if connected else None,
+        # a 90-day certificate with ``days`` and an hour left
+        seconds_left=days * 86400 + 3600 if connected else None,
+        lifetime_seconds=90 * 86400 if connected else None,
         not_after=leaf.not_valid_after_utc if leaf else None,
         address="192.0.2.1" if connected else None, elapsed=0.01,
     )

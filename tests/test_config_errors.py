@@ -200,7 +200,14 @@ SERVER_ERRORS = [
     ("[audit]\nfailure_threshold = 0\n",
      "line 2: [audit] failure_threshold: '0' is not a whole number, 1 or more"),
     ("[audit]\nexpiry_notices = 21, soon\n",
-     "line 2: [audit] expiry_notices: '21, soon' is not a list of day counts (e.g. 21, 7, 1)"),
+     "line 2: [audit] expiry_notices: '21, soon' is not a list of thresholds (e.g. 23.33%,"
+     " 7.78%, 1.11% or 21, 7, 1): 'soon' is not a threshold: give a fraction of the lifetime"
+     " (25%), a time with a unit (21d, 36h, 90m) or a number of days (21)"),
+    ("[audit]\nwarn = 21 days\n", "line 2: [audit] warn: '21 days' is not a threshold: give"
+     " a fraction of the lifetime (25%), a time with a unit (21d, 36h, 90m) or a number of"
+     " days (21)"),
+    ("[audit]\ncrit_days = 7d\n",
+     "line 2: [audit] crit_days: '7d' is not a whole number, 0 or more"),
     ("[audit]\nallow_networks = 10.0.0.0/33\n",
      "line 2: [audit] allow_networks: bad network '10.0.0.0/33' in allow_networks"),
     ("[server]\nline_listen = nowhere\n",

@@ -150,7 +150,7 @@ def test_probe(served, label: str, lifetime: int, point: Point) -> None:  # type
     ports, ca_file = served
     now = T0 + dt.timedelta(seconds=lifetime - point.left)
     result = probe(Target("127.0.0.1", ports[label], servername="a.example.org"),
-                   ProbeOptions(ca_file=ca_file, timeout=5, clock=lambda: now))
+                   ProbeOptions(ca_file=ca_file, timeout=5, clock=lambda at=now: at))
     _check(result.status, result.reasons, point)
     report = result.to_json()
     assert report["seconds_left"] == point.left
@@ -265,3 +265,66 @@ def test_defaults_are_21_and_7_days_of_90() -> None:
 ])
 def test_probe_interval(lifetime: float | None, configured: float, interval: float) -> None:
     assert math.isclose(probe_interval(configured, lifetime), interval)
+
+
+@pytest.mark.parametrize(("label", "lifetime", "point"), ROWS, ids=IDS)
+def test_server(served, label: str, lifetime: int, point: Point) -> None:  # type: ignore[no-untyped-def]
+    """The server's auditor: the same table, probed through Auditor at its own clock."""
+    from certhook.server.audit import Auditor
+    from certhook.server.config import ServerConfig
+    from certhook.server.evaluate import TargetState, evaluate
+
+    ports, ca_file = served
+    now = (T0 + dt.timedelta(seconds=lifetime - point.left)).timestamp()
+    cfg = ServerConfig(ca_file=ca_file, resolve=(("a.example.org", "127.0.0.1"),),
+                       allow_networks=_loopback())
+    auditor = Auditor(cfg, clock=lambda: now)
+    try:
+        result = auditor._run_probe("a.example.org", ports[label], "tls")
+    finally:
+        auditor._pool.shutdown()
+    ev = evaluate(TargetState(), result, now, threshold=1)
+    _check(ev.status, ev.reasons, point)
+    assert (ev.seconds_left, ev.lifetime_seconds) == (point.left, lifetime)
+
+
+def _loopback():  # type: ignore[no-untyped-def]
+    import ipaddress
+
+    return (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+@pytest.mark.parametrize(("lifetime", "interval"), [
+    (160 * HOUR, HOUR), (45 * DAY, 6 * HOUR), (90 * DAY, 6 * HOUR), (None, 6 * HOUR)])
+def test_server_probe_interval(lifetime: int | None, interval: float) -> None:
+    from certhook.server.audit import Auditor
+    from certhook.server.config import ServerConfig
+    from certhook.server.evaluate import Evaluation
+
+    auditor = Auditor(ServerConfig(interval=6 * HOUR, jitter=0.0))
+    try:
+        ev = Evaluation(status="ok", reasons=[], state="ok", failures=0, deployed=None,
+                        served_fingerprint=None, days_left=None, not_after=None, issuer=None,
+                        notified_state="ok", notified_days=frozenset(), notified_for=None,
+                        lifetime_seconds=lifetime)
+        assert auditor._next_probe(ev, 1000.0) == 1000.0 + interval
+    finally:
+        auditor._pool.shutdown()
+
+
+def test_expiry_notices_by_lifetime(served) -> None:  # type: ignore[no-untyped-def]
+    """A 160-hour certificate gets its three notices at 37 h, 12 h and 1 h 47 m left, once each."""
+    from certhook.server.evaluate import TargetState, evaluate
+
+    ports, ca_file = served
+    lifetime = LIFETIMES["160h"]
+    state, sent = TargetState(), []
+    for left in (100 * HOUR, 38 * HOUR, 37 * HOUR, 20 * HOUR, 12 * HOUR, 2 * HOUR, HOUR):
+        now = T0 + dt.timedelta(seconds=lifetime - left)
+        result = probe(Target("127.0.0.1", ports["160h"], servername="a.example.org"),
+                       ProbeOptions(ca_file=ca_file, timeout=5, clock=lambda at=now: at))
+        ev = evaluate(state, result, now.timestamp(), threshold=1)
+        sent.append([n["threshold"] for n in ev.notices if n["kind"] == "expiry"])
+        state = TargetState(ev.state, ev.failures, ev.notified_state, ev.notified_days,
+                            ev.notified_for)
+    assert sent == [[], [], ["23.33%"], [], ["7.78%"], [], ["1.11%"]]

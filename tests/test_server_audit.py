@@ -83,12 +83,26 @@ def test_expiry_notices_once_per_threshold_and_per_certificate() -> None:
     results = [fake_result("ok", days=d) for d in (30, 20, 19, 6, 6, 0)]
     state, notices, _ = _run(results, threshold=5)
     expiry = [[n["threshold"] for n in ns if n["kind"] == "expiry"] for ns in notices]
-    assert expiry == [[], [21], [], [7], [], [1]]
-    assert state.notified_days == frozenset({21, 7, 1})
+    # 21, 7 and 1 days of a 90-day certificate: the default thresholds by lifetime
+    assert expiry == [[], ["23.33%"], [], ["7.78%"], [], ["1.11%"]]
+    assert state.notified_days == frozenset({"23.33%", "7.78%", "1.11%"})
     # a renewed certificate (another fingerprint) starts over
     renewed = fake_result("ok", fingerprint="cc" * 32, days=5)
     ev = evaluate(state, renewed, NOW, threshold=5)
-    assert [n["threshold"] for n in ev.notices if n["kind"] == "expiry"] == [7]
+    assert [n["threshold"] for n in ev.notices if n["kind"] == "expiry"] == ["7.78%"]
+    # bare day counts, as configured before thresholds had units, are days
+    state, notices, _ = _run(results, threshold=5, expiry_notices=(21, 7, 1))
+    expiry = [[n["threshold"] for n in ns if n["kind"] == "expiry"] for ns in notices]
+    assert expiry == [[], ["21"], [], ["7"], [], ["1"]]
+
+
+def test_expiry_notices_stored_as_day_counts_are_not_sent_again() -> None:
+    """A row notified at 21 days (before thresholds had units) is not told 23.33% again."""
+    start = TargetState(notified_days=frozenset({"21"}), notified_for="aa" * 32)
+    ev = evaluate(start, fake_result("ok", days=19), NOW, threshold=5)
+    assert [n for n in ev.notices if n["kind"] == "expiry"] == []
+    ev = evaluate(start, fake_result("ok", days=6), NOW, threshold=5)
+    assert [n["threshold"] for n in ev.notices if n["kind"] == "expiry"] == ["7.78%"]
 
 
 def test_submission_is_probed_soon_then_on_interval(tmp_path: Path) -> None:

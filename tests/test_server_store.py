@@ -12,6 +12,7 @@ from server_helpers import count, new_db
 
 from certhook.cli import main
 from certhook.errors import ParseError, UsageError
+from certhook.probe.lifetime import Threshold, parse_threshold
 from certhook.protocol import Request, parse_request
 from certhook.server import store
 from certhook.server.committer import GroupCommitter, Job, WaitSink
@@ -197,7 +198,7 @@ def test_config_file(tmp_path: Path) -> None:
     path.write_text(
         "[server]\ndb = /tmp/x.db\nline_listen = 0.0.0.0:10023\nhttp_listen = off\n"
         "[audit]\ninterval = 2h\ngrace = 30m\nallow_networks = 127.0.0.0/8, ::1/128\n"
-        "expiry_notices = 7, 30\n"
+        "expiry_notices = 7, 30\nwarn = 25%\ncrit_days = 5\n"
         "[smtp]\nhost = mail.example\nport = 587\nusername = u\npassword = p\nfrom = a@b\n"
         "[notify]\nemail = ops@example.org\n"
         "[account alice]\nwebhook = https://hooks.example/x\n"
@@ -206,7 +207,8 @@ def test_config_file(tmp_path: Path) -> None:
     assert cfg.db == "/tmp/x.db" and cfg.line_listen == ("0.0.0.0", 10023)
     assert cfg.http_listen is None and cfg.interval == 7200 and cfg.grace == 1800
     assert [str(n) for n in cfg.allow_networks] == ["127.0.0.0/8", "::1/128"]
-    assert cfg.expiry_notices == (30, 7)
+    assert [str(t) for t in cfg.expiry_notices] == ["30", "7"]  # bare numbers are days
+    assert cfg.warn == parse_threshold("25%") and cfg.crit == Threshold.days(5)
     assert cfg.smtp.port == 587 and cfg.smtp.sender == "a@b"
     assert cfg.notify_for("bob").email == ("ops@example.org",)
     assert cfg.notify_for("alice").webhook == ("https://hooks.example/x",)

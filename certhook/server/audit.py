@@ -34,9 +34,11 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from certhook.probe.lifetime import probe_interval
 from certhook.server import store
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
@@ -234,6 +236,10 @@ class Auditor(Worker):
                 self._inflight.pop(target_id, None)
             self._wake.set()
 
+    def _now(self) -> datetime:
+        """The auditor's clock as the probe's: the verdict is made at the server's time."""
+        return datetime.fromtimestamp(self._clock(), timezone.utc)
+
     def _run_probe(self, domain: str, port: int, protocol: str) -> Any:
         start = time.monotonic()
         literal = forbidden_reason(domain, self.config.allow_networks)
@@ -243,9 +249,8 @@ class Auditor(Worker):
         from certhook.probe import ProbeOptions, Target
 
         options = ProbeOptions(
-            timeout=self.config.probe_timeout, warn_days=self.config.warn_days,
-            crit_days=self.config.crit_days, ca_file=self.config.ca_file,
-            allow_address=self._guard,
+            timeout=self.config.probe_timeout, warn=self.config.warn, crit=self.config.crit,
+            ca_file=self.config.ca_file, allow_address=self._guard, clock=self._now,
         )
         address = dict(self.config.resolve).get(domain)
         if address is None:
@@ -273,7 +278,7 @@ class Auditor(Worker):
             before = TargetState(
                 state=row["state"], failures=row["failures"],
                 notified_state=row["notified_state"],
-                notified_days=frozenset(int(x) for x in row["notified_days"].split(",") if x),
+                notified_days=frozenset(x for x in row["notified_days"].split(",") if x),
                 notified_for=row["notified_for"],
                 expected_fingerprint=row["expected_fingerprint"],
                 expected_since=row["expected_since"], last_event=row["last_event"],
@@ -295,7 +300,9 @@ class Auditor(Worker):
         cfg = self.config
         # A refused IP literal stays refused: no retries for it.
         settled = ev.status == "ok" or any(r.startswith(_REFUSED) for r in ev.reasons)
-        base = cfg.interval if settled else backoff(cfg, ev.failures)
+        # A certificate is probed at least lifetime / 160 apart (hourly for 160 h).
+        interval = probe_interval(cfg.interval, ev.lifetime_seconds)
+        base = interval if settled else min(backoff(cfg, ev.failures), interval)
         delay = base * (1.0 + random.uniform(-cfg.jitter, cfg.jitter))
         nxt = now + max(delay, 0.0)
         if ev.state == WAITING:  # look again soon: the reload may come any moment
@@ -325,7 +332,7 @@ class Auditor(Worker):
             " next_probe = CASE WHEN last_submitted > ? OR next_probe > ?"
             " THEN min(next_probe, ?) ELSE ? END WHERE id = ?",
             (ev.state, ev.state, now, ev.failures, ev.notified_state,
-             ",".join(str(d) for d in sorted(ev.notified_days, reverse=True)), ev.notified_for,
+             ",".join(sorted(ev.notified_days)), ev.notified_for,
              now, ev.status, reasons, ev.days_left, ev.not_after, ev.issuer,
              ev.served_fingerprint, deployed, address,
              # a submission or a recheck that came during the probe asked for a new one
@@ -342,6 +349,7 @@ class Auditor(Worker):
                 **notice, "account": row["account"], "domain": row["domain"],
                 "port": row["port"], "protocol": row["protocol"], "status": ev.status,
                 "reasons": ev.reasons, "days_left": ev.days_left, "not_after": ev.not_after,
+                "seconds_left": ev.seconds_left, "lifetime_seconds": ev.lifetime_seconds,
                 "issuer": ev.issuer, "served_fingerprint": ev.served_fingerprint,
                 "expected_fingerprint": row["expected_fingerprint"], "time": now,
             }

@@ -23,6 +23,14 @@ from typing import Any, Union
 
 from certhook.client.ini import Ini, read_ini, unknown_names
 from certhook.errors import ParseError, UsageError
+from certhook.probe.lifetime import (
+    DEFAULT_CRIT,
+    DEFAULT_NOTICES,
+    DEFAULT_WARN,
+    Threshold,
+    parse_threshold,
+    parse_thresholds,
+)
 
 __all__ = [
     "ACCOUNT",
@@ -162,9 +170,12 @@ class ServerConfig:
     probe_timeout: float = 10.0
     grace: float = 300.0
     failure_threshold: int = 2
-    warn_days: int = 21
-    crit_days: int = 7
-    expiry_notices: tuple[int, ...] = (21, 7, 1)
+    # Thresholds by each certificate's lifetime (certhook/probe/lifetime.py):
+    # 21 and 7 days of 90 by default; warn_days/crit_days, the old spelling,
+    # set them to a bare number of days.
+    warn: Threshold = DEFAULT_WARN
+    crit: Threshold = DEFAULT_CRIT
+    expiry_notices: tuple[Threshold, ...] = DEFAULT_NOTICES
     ca_file: str | None = None
     allow_networks: tuple[Network, ...] = ()
     # name -> address to connect to instead of resolving the name (SNI and the
@@ -242,11 +253,23 @@ def _bool(text: str) -> bool:
     return value
 
 
-def _days(text: str) -> tuple[int, ...]:
-    items = _list(text)
-    if not all(item.isdigit() for item in items):
-        raise ValueError(f"{text.strip()[:40]!r} is not a list of day counts (e.g. 21, 7, 1)")
-    return tuple(sorted({int(item) for item in items}, reverse=True))
+def _threshold(text: str) -> Threshold:
+    try:
+        return parse_threshold(text)
+    except ParseError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _bare_days(text: str) -> Threshold:
+    return Threshold.days(_count(text))
+
+
+def _thresholds(text: str) -> tuple[Threshold, ...]:
+    try:
+        return parse_thresholds(text)
+    except ParseError as exc:
+        raise ValueError(f"{text.strip()[:40]!r} is not a list of thresholds"
+                         f" (e.g. 23.33%, 7.78%, 1.11% or 21, 7, 1): {exc}") from None
 
 
 def _optional(text: str) -> str | None:
@@ -301,9 +324,11 @@ _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "probe_timeout": _duration,
     "grace": _duration,
     "failure_threshold": _positive,
-    "warn_days": _count,
-    "crit_days": _count,
-    "expiry_notices": _days,
+    "warn": _threshold,
+    "crit": _threshold,
+    "warn_days": _bare_days,  # the old spelling of warn (and crit): a number of days
+    "crit_days": _bare_days,
+    "expiry_notices": _thresholds,
     "ca_file": _optional,
     "allow_networks": _networks_value,
     "resolve": _resolve_value,
@@ -339,7 +364,8 @@ SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
     ACCOUNT: _ACCOUNT_KEYS,
 }
 _FIELDS = {("smtp", "from"): "sender", ("notify", "retries"): "notify_retries",
-           ("notify", "backoff"): "notify_backoff"}
+           ("notify", "backoff"): "notify_backoff", ("audit", "warn_days"): "warn",
+           ("audit", "crit_days"): "crit"}
 _SECRETS = {("smtp", "password")}  # never quoted in a message
 _ALLOWED = {int: "a whole number", float: "a number"}
 

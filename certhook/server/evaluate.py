@@ -19,16 +19,22 @@ Pure: the target's stored fields and a probe result in, an
 * A notice goes out when the confirmed state differs from the last one
   notified (a failure, an escalation, a recovery), never for the first
   ``ok`` of a new target, never for ``waiting``; an expiry notice goes out
-  once per threshold (21, 7, 1 days) per served certificate.
+  once per threshold of ``expiry_notices`` per served certificate, the
+  thresholds placed on that certificate's lifetime (by default 21/90, 7/90
+  and 1/90 of it: 21, 7 and 1 days of 90, 37 h, 12 h and 1 h 47 m of 160 h).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certhook.escape import visible
+from certhook.probe.lifetime import DEFAULT_NOTICES, Threshold
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["WAITING", "Evaluation", "TargetState", "evaluate", "waiting_reason"]
 
@@ -43,7 +49,7 @@ class TargetState:
     state: str = "unknown"
     failures: int = 0
     notified_state: str | None = None
-    notified_days: frozenset[int] = frozenset()
+    notified_days: frozenset[str] = frozenset()  # the expiry notices sent, as thresholds
     notified_for: str | None = None
     expected_fingerprint: str | None = None
     expected_since: float | None = None
@@ -62,10 +68,12 @@ class Evaluation:
     not_after: float | None
     issuer: str | None
     notified_state: str | None
-    notified_days: frozenset[int]
+    notified_days: frozenset[str]
     notified_for: str | None
     not_deployed: bool = False
     recheck_at: float | None = None
+    seconds_left: int | None = None
+    lifetime_seconds: int | None = None
     notices: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -128,17 +136,31 @@ def _notice_kind(target: TargetState, state: str, not_deployed: bool) -> str | N
     return "recovery" if state == "ok" else "problem"
 
 
-def _expiry(target: TargetState, ev: Evaluation, expiry_notices: tuple[int, ...]) -> None:
-    served, days_left = ev.served_fingerprint, ev.days_left
-    if served is None or days_left is None:
+def _told(threshold: Threshold, notified: frozenset[str], lifetime: float) -> bool:
+    """Whether a notice for ``threshold`` went out: its own text, or (rows from
+    before thresholds had units) a day count N told of a point no later than it."""
+    if str(threshold) in notified:
+        return True
+    point = threshold.seconds_for(lifetime)
+    return any(told.isdigit() and point >= int(told) * 86400 for told in notified
+               if threshold.fraction is not None)
+
+
+def _expiry(target: TargetState, ev: Evaluation,
+            expiry_notices: Sequence[Threshold | int]) -> None:
+    served, left, lifetime = ev.served_fingerprint, ev.seconds_left, ev.lifetime_seconds
+    if served is None or left is None or lifetime is None:
         return
     notified = target.notified_days if served == target.notified_for else frozenset()
-    crossed = {t for t in expiry_notices if days_left <= t}
-    fresh = crossed - notified
+    thresholds = [Threshold.days(t) if isinstance(t, int) else t for t in expiry_notices]
+    crossed = [t for t in thresholds if t.reached(left, lifetime)]
+    fresh = [t for t in crossed if not _told(t, notified, lifetime)]
     if fresh:
-        ev.notices.append({"kind": "expiry", "state": ev.state, "threshold": min(fresh),
+        nearest = min(fresh, key=lambda t: t.seconds_for(lifetime))
+        ev.notices.append({"kind": "expiry", "state": ev.state, "threshold": str(nearest),
+                           "threshold_seconds": nearest.limit_seconds(lifetime),
                            "previous": ev.state})
-    ev.notified_days = frozenset(notified | crossed)
+    ev.notified_days = frozenset(notified | {str(t) for t in crossed})
     ev.notified_for = served
 
 
@@ -148,9 +170,15 @@ def evaluate(
     now: float,
     grace: float = 300.0,
     threshold: int = 2,
-    expiry_notices: tuple[int, ...] = (21, 7, 1),
+    expiry_notices: Sequence[Threshold | int] = DEFAULT_NOTICES,
 ) -> Evaluation:
-    """The new state of ``target`` after ``result`` (a ProbeResult) arrived at ``now``."""
+    """The new state of ``target`` after ``result`` (a ProbeResult) arrived at ``now``.
+
+    The verdict on the certificate's lifetime (expiry thresholds, renewal
+    overdue) is the probe's, :func:`certhook.probe.lifetime.judge`; here the
+    expiry notices are placed on the same lifetime: ``expiry_notices`` are
+    thresholds (an int is a bare number of days).
+    """
     status = str(result.status)
     # A reason quotes what the endpoint sent (its certificate's names): shown
     # on one line, so that a newline in a name cannot make a second reason
@@ -193,6 +221,8 @@ def evaluate(
         not_after=not_after, issuer=_issuer(leaf), notified_state=target.notified_state,
         notified_days=target.notified_days, notified_for=target.notified_for,
         not_deployed=dep.not_deployed, recheck_at=dep.waiting_until,
+        seconds_left=getattr(result, "seconds_left", None),
+        lifetime_seconds=getattr(result, "lifetime_seconds", None),
     )
     if confirmed:
         kind = _notice_kind(target, state, dep.not_deployed)

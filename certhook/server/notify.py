@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from certhook import __version__
 from certhook.escape import for_header, for_terminal, visible
+from certhook.probe.lifetime import describe_left
 from certhook.server import store
 from certhook.server.config import ServerConfig, SmtpConfig
 from certhook.server.worker import Worker
@@ -33,6 +34,21 @@ log = logging.getLogger("certhook.notify")
 _POLL = 5.0
 
 
+def _left(payload: dict[str, Any]) -> str:
+    seconds = payload.get("seconds_left")
+    if isinstance(seconds, (int, float)):
+        return describe_left(seconds)
+    return f"{payload.get('days_left')} days"
+
+
+def _at(payload: dict[str, Any]) -> str:
+    """The notice's threshold: ``notice at 23.33% of its lifetime``, ``notice at 7 days``."""
+    threshold = str(payload.get("threshold"))
+    if threshold.endswith("%"):
+        return f"notice at {threshold} of its lifetime"
+    return f"notice at {threshold} days" if threshold.isdigit() else f"notice at {threshold}"
+
+
 def summary(payload: dict[str, Any]) -> str:
     """One line: ``CRITICAL www.example.org:443/tls: renewed but not deployed ...``.
 
@@ -41,8 +57,7 @@ def summary(payload: dict[str, Any]) -> str:
     where = f"{payload['domain']}:{payload['port']}/{payload['protocol']}"
     kind = payload.get("kind")
     if kind == "expiry":
-        return (f"EXPIRY {where}: certificate expires in {payload.get('days_left')} days"
-                f" (notice at {payload.get('threshold')} days)")
+        return f"EXPIRY {where}: certificate expires in {_left(payload)} ({_at(payload)})"
     if kind == "recovery":
         return f"RECOVERED {where}: ok again (was {payload.get('previous')})"
     first = (payload.get("reasons") or [""])[0]
@@ -76,6 +91,7 @@ def send_email(smtp: SmtpConfig, to: str, payload: dict[str, Any]) -> None:
     msg["Subject"] = for_header(f"[certhook] {summary(payload)}", limit=200)
     lines = [summary(payload), ""]
     for key in ("account", "domain", "port", "protocol", "state", "previous", "days_left",
+                "seconds_left",
                 "issuer", "served_fingerprint", "expected_fingerprint"):
         if payload.get(key) is not None:
             lines.append(f"{key}: {for_terminal(payload[key])}")
