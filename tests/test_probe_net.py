@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from probe_helpers import CA, Server, serve, write
+from probe_helpers import CA, DAY, NOW, Server, serve, write
 
 from certhook.probe import ProbeOptions, ProbeResult, Target, probe, probe_many
 
@@ -164,7 +164,9 @@ def test_second_handshake_goes_to_the_same_address(ca: tuple[CA, str]) -> None:
 
 def test_many_targets_in_input_order_and_in_parallel(ca: tuple[CA, str]) -> None:
     root, ca_file = ca
-    servers = [serve(root.issue("127.0.0.1", days=days)) for days in (3, 15, 40, 90)]
+    # 90-day certificates (the thresholds are by lifetime): 3, 15, 40 and 90 days left
+    servers = [serve(root.issue("127.0.0.1", days=days, not_before=NOW - (90 - days) * DAY))
+               for days in (3, 15, 40, 90)]
     silent = Server(mode="silent")
     for server in [*servers, silent]:
         server.__enter__()
