@@ -90,6 +90,15 @@ def test_client_typos_warn_once_with_the_nearest_name(
     assert (code, capsys.readouterr().err) == (0, f"certhook report: warning: {conf}: {warning}\n")
 
 
+def test_flush_with_nothing_waiting_still_warns_of_a_typo(
+    clean_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    text, warning = CLIENT_WARNINGS[0]
+    conf = _conf(tmp_path, text)
+    code = cli.main(["flush", "-q", "--config", conf, "--spool-dir", str(tmp_path / "spool")])
+    assert (code, capsys.readouterr().err) == (0, f"certhook flush: warning: {conf}: {warning}\n")
+
+
 @pytest.mark.parametrize(("text", "error"), CLIENT_ERRORS)
 def test_client_bad_values_are_one_error_line(
     clean_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, error: str,

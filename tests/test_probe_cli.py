@@ -283,3 +283,26 @@ def test_from_certbot_reads_ports_from_certhook_config_and_takes_the_name_flags(
         monkeypatch.setenv("CERTHOOK_CONFIG", str(tmp_path / "missing.conf"))
         assert main(common) == 3
         assert capsys.readouterr().err.startswith(f"certhook probe: {tmp_path}/missing.conf")
+
+
+def test_from_certbot_warns_of_typos_in_the_client_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issued = CA().issue("a.example.org", days=40)
+    _lineage(tmp_path / "letsencrypt", "a.example.org", issued)
+
+    def nowhere(host: str, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "not looked up in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", nowhere)  # no packet leaves
+    conf = tmp_path / "certhook.conf"
+    conf.write_text("[ports]\na.exmple.org = 25/smtp\n[clinet]\n")
+    main(["probe", "--from-certbot", "--config-dir", str(tmp_path / "letsencrypt"),
+          "--conf", str(conf), "--format", "json"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"certhook probe: warning: {conf}: line 3: unknown section [clinet], ignored"
+        " (did you mean [client]?)",
+        f"certhook probe: warning: {conf}: line 2: [ports] 'a.exmple.org' is not a lineage in"
+        f" {tmp_path / 'letsencrypt'} (no renewal/a.exmple.org.conf), so never used;"
+        " did you mean 'a.example.org'?"]

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not spool.has_pending():
         if not args.quiet:
             print(f"certhook flush: nothing waiting in {config.spool_dir}")
+        warn("flush", list(config.warnings), config)  # a typo in the file, say
         return 0
     deadline = Deadline(config.deadline)
     outcome = deliver(config, [], deadline, lock_wait=config.deadline / 2)

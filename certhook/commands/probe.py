@@ -170,6 +170,12 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
 
             explicit = args.conf or os.environ.get("CERTHOOK_CONFIG") or None
             conf = read_ini(explicit or DEFAULT_CONFIG, required=explicit is not None)
+            if conf is not None:  # typos in it, as the client commands warn of them
+                from certhook.client.config import SECTIONS, ports_warnings
+                from certhook.client.ini import unknown_names
+
+                for warning in [*unknown_names(conf, SECTIONS), *ports_warnings(conf, config_dir)]:
+                    print(f"certhook probe: warning: {warning}", file=sys.stderr)
             found, skipped = certbot_targets(state, conf)
             for note in skipped:
                 print(f"certhook probe: skipped {note}", file=sys.stderr)

@@ -87,7 +87,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--{key.replace('_', '-')} needs --tls-cert and --tls-key")
     listeners = sum(1 for key in ("line_listen", "tls_listen", "http_listen", "https_listen")
                     if getattr(config, key))
-    _raise_nofile_limit(config.max_connections * max(1, listeners))
+    # each connection one file, and each probe in the fast or slow lane one socket
+    from certhook.server.audit import SLOW_PER_FAST
+
+    probes = 0 if args.no_audit else config.concurrency * (1 + SLOW_PER_FAST)
+    _raise_nofile_limit(config.max_connections * max(1, listeners) + probes)
     server = AuditServer(config, audit=not args.no_audit).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
