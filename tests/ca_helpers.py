@@ -91,3 +91,62 @@ class CaWeb:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def issue_with_crl(ca: Any, name: str, crl_urls: tuple[str, ...], serial: int | None = None,
+                   days: float = 90) -> Any:
+    """A leaf of ``ca`` (probe_helpers.CA) naming ``crl_urls`` in cRLDistributionPoints."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from probe_helpers import NOW, Issued, leaf_key
+
+    key = leaf_key("ec256")
+    points = [x509.DistributionPoint([x509.UniformResourceIdentifier(url) for url in crl_urls],
+                                     None, None, None)] if crl_urls else []
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca.name).public_key(key.public_key())
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+                       critical=False)
+    )
+    if points:
+        builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
+    return Issued(builder.sign(ca.key, hashes.SHA256()), key, ca)
+
+
+def make_crl(ca: Any, revoked: dict[int, Any] = {}, *, signing_key: Any = None,  # noqa: B006
+             this_update: Any = None, next_update: Any = None, aki_key: Any = None,
+             extensions: tuple[Any, ...] = ()) -> bytes:
+    """A DER CRL of ``ca``: ``revoked`` maps serial -> ReasonFlags (or None)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from probe_helpers import NOW
+
+    builder = (
+        x509.CertificateRevocationListBuilder().issuer_name(ca.name)
+        .last_update(this_update or NOW - dt.timedelta(hours=1))
+        .next_update(next_update or NOW + dt.timedelta(days=7))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            (aki_key or signing_key or ca.key).public_key()), critical=False)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    for serial, reason in revoked.items():
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(
+            NOW - dt.timedelta(days=2))
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    crl = builder.sign(signing_key or ca.key, hashes.SHA256())
+    return crl.public_bytes(Encoding.DER)
