@@ -258,3 +258,89 @@ def test_crl_reader_fuzz_random_bytes(raw: bytes) -> None:
         crl.parse_crl(raw)
     except ParseError:
         pass
+
+
+def _ari_routes(web: CaWeb, leaf: Certificate, start: dt.datetime, end: dt.datetime) -> str:
+    import json
+
+    from certhook.probe import ari
+
+    web.routes["/directory"] = (200, {}, json.dumps({"renewalInfo": web.url("/ari")}).encode())
+    window = {"suggestedWindow": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                  "end": end.strftime("%Y-%m-%dT%H:%M:%SZ")},
+              "explanationURL": "https://ca.example/incident-42"}
+    web.routes[f"/ari/{ari.cert_id(leaf)}"] = (200, {}, json.dumps(window).encode())
+    return web.url("/directory")
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_probe_cli_with_crl_and_ari(ca: CA, web: CaWeb, tmp_path: Any, revoked: bool,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from probe_helpers import serve, write
+
+    from certhook.cli import main
+
+    issued = issue_with_crl(ca, "localhost", (web.url("/ca.crl"),))
+    leaf = _load(issued)
+    web.routes["/ca.crl"] = (200, {}, make_crl(ca, {leaf.serial_number: None} if revoked
+                                               else {}))
+    directory = _ari_routes(web, leaf, NOW - HOUR, NOW + 24 * HOUR)
+    roots = write(tmp_path / "roots.pem", ca.pem)
+    with serve(issued, [issued.pem]) as server:
+        target = f"localhost:{server.port}"
+        # Off by default: no CA contacted, the fields null.
+        main(["probe", target, "--ca-file", roots, "--format", "json"])
+        plain = json.loads(capsys.readouterr().out)
+        plain = plain[0] if isinstance(plain, list) else plain
+        assert (plain["ari_window"], plain["revoked"]) == (None, None) and web.hits == []
+        code = main(["probe", target, "--ca-file", roots, "--format", "json", "--crl",
+                     "--ari", directory])
+    out = json.loads(capsys.readouterr().out)
+    result = out[0] if isinstance(out, list) else out
+    assert result["revoked"] is revoked and result["revocation_checked_by"] == "cryptography"
+    assert result["ari_window"]["explanation_url"] == "https://ca.example/incident-42"
+    assert any("the CA asks for renewal between" in r for r in result["reasons"])
+    assert result["status"] == ("critical" if revoked else "warning")
+    assert code == (2 if revoked else 1)
+    assert any(r.startswith("revoked at ") for r in result["reasons"]) is revoked
+
+
+def test_probe_cli_ca_down_is_a_note_not_a_status(ca: CA, tmp_path: Any,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from probe_helpers import serve, write
+
+    from certhook.cli import main
+
+    with CaWeb() as gone:
+        crl_url, directory = gone.url("/ca.crl"), gone.url("/directory")
+    issued = issue_with_crl(ca, "localhost", (crl_url,))
+    roots = write(tmp_path / "roots.pem", ca.pem)
+    with serve(issued, [issued.pem]) as server:
+        code = main(["probe", f"localhost:{server.port}", "--ca-file", roots, "--format",
+                     "json", "--crl", "--ari", directory, "--timeout", "3"])
+    out = json.loads(capsys.readouterr().out)
+    result = out[0] if isinstance(out, list) else out
+    assert (code, result["status"], result["revoked"], result["ari_window"]) == (0, "ok", None,
+                                                                                 None)
+    assert any(n.startswith("ARI status unknown: ") for n in result["notes"])
+    assert any(n.startswith("revocation unknown: ") for n in result["notes"])
+
+
+def test_probe_text_shows_an_unknown_revocation(ca: CA, tmp_path: Any,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from probe_helpers import serve, write
+
+    from certhook.cli import main
+
+    with CaWeb() as web:
+        issued = issue_with_crl(ca, "localhost", (web.url("/ca.crl"),))
+        web.routes["/ca.crl"] = (200, {}, b"<html>not a CRL</html>")
+        roots = write(tmp_path / "roots.pem", ca.pem)
+        with serve(issued, [issued.pem]) as server:
+            assert main(["probe", f"localhost:{server.port}", "--ca-file", roots, "--crl"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK") and "(revocation unknown: " in out

@@ -398,5 +398,7 @@ def findings(status: RevocationStatus) -> tuple[list[tuple[str, str]], list[str]
         reason = status.revocation.reason or "no reason given"
         return [("critical", f"revoked at {when} ({reason})")], []
     if status.error is not None:
-        return [], [f"revocation unknown: {status.error}"]
+        from certhook.probe.authority import UNKNOWN_PREFIXES
+
+        return [], [f"{UNKNOWN_PREFIXES[1]}{status.error}"]
     return [], []

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
+    from certhook.probe.ari import Window
     from certhook.probe.targets import Fingerprints, Target
     from certhook.x509 import Certificate
 
@@ -37,7 +38,10 @@ class ProbeOptions:
     ``local_fingerprints`` maps a name to the SHA-256 fingerprint (or a
     frozenset of them) of the certificate certbot holds for it; None turns
     the local-match check off. ``allow_address`` is called with each
-    resolved IP address before connecting to it; False skips the address.
+    resolved IP address before connecting to it (and to a CA's ARI or CRL
+    URL); False skips the address. ``ari_directory`` (or the first of
+    ``ari_issuers``, ``(issuer substring, directory URL)`` pairs, matching the
+    leaf's issuer) turns the ARI lookup on; ``check_crl`` the CRL check.
     """
 
     timeout: float = 10.0
@@ -47,6 +51,9 @@ class ProbeOptions:
     ca_file: str | None = None
     local_fingerprints: Mapping[str, Fingerprints] | None = None
     allow_address: Callable[[str], bool] | None = None
+    ari_directory: str | None = None
+    ari_issuers: tuple[tuple[str, str], ...] = ()
+    check_crl: bool = False
 
     def __post_init__(self) -> None:
         from certhook.probe.checks import NAME_CHECKS
@@ -95,6 +102,12 @@ class ProbeResult:
     verified_chain_expiry: datetime | None = None
     name_check: str = "cn_san"
     notes: tuple[str, ...] = ()
+    #: The CA's suggested renewal window (ARI), when one was fetched.
+    ari_window: Window | None = None
+    #: True/False once a verified CRL was consulted; None when not checked or unknown.
+    revoked: bool | None = None
+    #: What verified the CRL's signature ("cryptography"), when one was used.
+    revocation_checked_by: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -148,6 +161,12 @@ class ProbeResult:
             ],
             "local_match": self.local_match,
             "notes": list(self.notes),
+            "ari_window": None if self.ari_window is None else {
+                "start": _iso(self.ari_window.start), "end": _iso(self.ari_window.end),
+                "explanation_url": self.ari_window.explanation_url,
+            },
+            "revoked": self.revoked,
+            "revocation_checked_by": self.revocation_checked_by,
             "elapsed": round(self.elapsed, 3),
         }
 
