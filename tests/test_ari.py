@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from ca_helpers import SLOW, CaWeb
@@ -243,3 +244,62 @@ def test_json_shapes_fuzz_only_parse_error(value: object) -> None:
             parse(body)
         except ParseError:
             pass
+
+
+# The hook sends the lineage's ACME directory (``server`` of its renewal conf).
+
+LE = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+def test_acme_server_on_the_line_and_in_json() -> None:
+    from certhook.protocol import Request, parse_request
+
+    request = Request(domains=("a.example",), apikey="k", acme_server=LE)
+    line = request.encode()
+    assert b" acme_server " + LE.encode() + b" " in line
+    assert parse_request(line) == request
+    body = request.to_json()
+    assert body["acme_server"] == LE
+    assert Request.from_json(body, "k", "test") == request
+    assert parse_request(b"command add domain a.example apikey k").acme_server is None
+
+
+@pytest.mark.parametrize("value", ["ftp://ca.example/dir", "https://", "directory",
+                                   "https://" + "a" * 241])
+def test_bad_acme_server_is_a_syntax_error(value: str) -> None:
+    from certhook.protocol import parse_request
+
+    with pytest.raises(ParseError, match="acme_server"):
+        parse_request(f"command add domain a.example acme_server {value} apikey k".encode())
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7f), max_size=260)
+       .map(lambda tail: "https://" + tail))
+@example("https://a b")
+@example("http://x")
+def test_is_acme_server_is_its_expression(text: str) -> None:
+    import re
+
+    from certhook.protocol import _is_acme_server
+
+    expected = re.fullmatch(r"https?://[\x21-\x7e]{1,240}", text) is not None
+    assert _is_acme_server(text) is expected
+
+
+def test_deploy_hook_reads_the_renewal_conf_server(tmp_path: Any) -> None:
+    from probe_helpers import self_signed
+
+    from certhook.client.changes import conf_server, deploy_change
+
+    live = tmp_path / "live" / "a.example"
+    live.mkdir(parents=True)
+    (live / "cert.pem").write_bytes(self_signed("a.example").pem)
+    (tmp_path / "renewal").mkdir()
+    conf = tmp_path / "renewal" / "a.example.conf"
+    conf.write_text(f"version = 4.1.1\nserver = {LE}\n[renewalparams]\naccount = 1\n"
+                    f"server = {LE}\nauthenticator = webroot\n")
+    change = deploy_change({"RENEWED_LINEAGE": str(live), "RENEWED_DOMAINS": "a.example"})
+    assert change.acme_server == LE
+    conf.write_text("[renewalparams]\nservers = x\n")
+    assert conf_server(str(conf)) is None
+    assert conf_server(str(tmp_path / "missing.conf")) is None
