@@ -3,7 +3,7 @@
 One call after the handshake (:func:`ask_ca`), made only when the options
 ask for it (``--ari``, ``--crl``; on the audit server, ``[audit] ari`` and
 ``crl``), so a plain probe imports and fetches nothing more. Each lookup
-has its own time budget, the probe's ``timeout``; every fetch goes through
+share one time budget, the probe's ``timeout``; every fetch goes through
 ``options.allow_address`` (the server's SSRF guard).
 
 A lookup that cannot be made (CA down, 404, malformed, slow, no verifier)
@@ -14,6 +14,7 @@ ok nor a false alarm.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,9 @@ def ask_ca(leaf: Certificate, chain: Sequence[Certificate], options: ProbeOption
     directory = directory_for(leaf, options)
     if directory is None and not options.check_crl:
         return NOTHING
+    # One budget for both lookups: a CA that stalls holds the probe's thread for
+    # at most one more ``timeout``, whatever it does.
+    deadline = time.monotonic() + options.timeout
     findings: list[tuple[str, str]] = []
     notes: list[str] = []
     window = None
@@ -79,8 +83,12 @@ def ask_ca(leaf: Certificate, chain: Sequence[Certificate], options: ProbeOption
     if options.check_crl:
         from certhook.probe import crl
 
-        revocation = crl.check(leaf, chain, now=now, timeout=options.timeout,
-                               allow_address=options.allow_address)
+        left = deadline - time.monotonic()
+        if left > 0:
+            revocation = crl.check(leaf, chain, now=now, timeout=left,
+                                   allow_address=options.allow_address)
+        else:
+            revocation = crl.RevocationStatus(None, error="no time left after the ARI lookup")
         more, more_notes = crl.findings(revocation)
         findings += more
         notes += more_notes
