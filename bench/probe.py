@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/probe.py            # 200 endpoints
     .venv/bin/python bench/probe.py --quick    # 40 endpoints, one run each
+    .venv/bin/python bench/probe.py --crl      # also certhook probe --crl
 
 A child process serves N TLS endpoints on 127.0.0.1 (asyncio, one port each).
 Every connection holds its first reply for 50 ms, standing in for an internet
@@ -15,8 +16,13 @@ Then, side by side, over the same endpoints:
    (same CA file, same SNI, same concurrency), once with a thread pool and
    once with asyncio; the faster of the two is the floor.
 
+With ``--crl`` every leaf names a CRL served on loopback (1,000 revoked
+serials, none of them the leaves'), and ``certhook probe --crl`` runs too: one
+fetch per run, then the cached, verified CRL serves every target.
+
 Targets: certhook at least 10 times faster than the openssl loop, and within
-1.5 times the floor. Nothing leaves loopback.
+1.5 times the floor, with revocation checking on as well. Nothing leaves
+loopback.
 """
 
 from __future__ import annotations
@@ -118,8 +124,11 @@ async def _serve(count: int, certs: str, key: str) -> None:
 # -- the parent -------------------------------------------------------------------------
 
 
-def _mint(directory: Path, count: int) -> tuple[str, str, str]:
-    """A CA file, a directory of ``count`` distinct leaf certificates, their key."""
+def _mint(directory: Path, count: int, web: object = None) -> tuple[str, str, str]:
+    """A CA file, a directory of ``count`` distinct leaf certificates, their key.
+
+    With ``web`` (a tests/ca_helpers.CaWeb) the leaves name its ``/ca.crl``,
+    which it then serves."""
     sys.path.insert(0, str(ROOT / "tests"))
     from probe_helpers import CA
 
@@ -127,8 +136,18 @@ def _mint(directory: Path, count: int) -> tuple[str, str, str]:
     certs = directory / "certs"
     certs.mkdir()
     for index in range(count):  # one certificate per endpoint, as in real life
-        leaf = ca.issue(NAME, "127.0.0.1", days=90)
+        if web is None:
+            leaf = ca.issue(NAME, "127.0.0.1", days=90)
+        else:
+            from ca_helpers import issue_with_crl
+
+            leaf = issue_with_crl(ca, NAME, (web.url("/ca.crl"),))  # type: ignore[attr-defined]
         (certs / f"{index}.pem").write_bytes(leaf.pem)
+    if web is not None:
+        from ca_helpers import make_crl
+
+        crl = make_crl(ca, {serial: None for serial in range(10**6, 10**6 + 1000)})
+        web.routes["/ca.crl"] = (200, {}, crl)  # type: ignore[attr-defined]
     (directory / "ca.pem").write_bytes(ca.pem)
     (directory / "key.pem").write_bytes(leaf.key_pem)
     return str(directory / "ca.pem"), str(certs), str(directory / "key.pem")
@@ -145,10 +164,15 @@ def _timed(argv: list[str], check: object = None, **kwargs: object) -> float:
     return took
 
 
-def _certhook_ok(count: int):  # type: ignore[no-untyped-def]
+CRL_LABEL = "certhook probe --crl (CRL cached)"
+
+
+def _certhook_ok(count: int, crl: bool = False):  # type: ignore[no-untyped-def]
     def check(proc: subprocess.CompletedProcess[str]) -> None:
         report = json.loads(proc.stdout)
         statuses = {item["status"] for item in report}
+        if crl and {item["revoked"] for item in report} != {False}:
+            raise SystemExit(f"certhook --crl did not check every CRL: {report[0]}")
         if len(report) != count or statuses != {"ok"}:
             raise SystemExit(f"certhook did not see {count} ok endpoints: {statuses}\n"
                              f"{proc.stderr}")
@@ -163,6 +187,8 @@ def main() -> int:
                         help="for certhook and the floor (default: certhook's default)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of certhook and the floor; the median counts (default 3)")
+    parser.add_argument("--crl", action="store_true",
+                        help="leaves name a loopback CRL; also time certhook probe --crl")
     parser.add_argument("--serve", nargs=3, metavar=("N", "CERTS", "KEY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,8 +201,14 @@ def main() -> int:
     count = 40 if args.quick else args.endpoints
     repeat = 1 if args.quick else args.repeat
     concurrency = args.concurrency or DEFAULT_CONCURRENCY
+    web = None
+    if args.crl:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from ca_helpers import CaWeb
+
+        web = CaWeb()
     with tempfile.TemporaryDirectory() as tmp:
-        ca, certs, key = _mint(Path(tmp), count)
+        ca, certs, key = _mint(Path(tmp), count, web)
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(count), certs, key],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -198,10 +230,15 @@ def main() -> int:
                     f" 127.0.0.1:$p -servername {NAME} </dev/null >/dev/null 2>&1; done")
             times: dict[str, float] = {}
             runs: dict[str, list[float]] = {"certhook probe --format json": []}
+            if web is not None:
+                runs[CRL_LABEL] = []
             runs.update({label: [] for label in floors})
             for _ in range(repeat):  # interleaved, so that drift hits all alike
                 runs["certhook probe --format json"].append(
                     _timed(certhook, _certhook_ok(count), env=env, cwd=tmp))
+                if web is not None:
+                    runs[CRL_LABEL].append(_timed([*certhook, "--crl"], _certhook_ok(count, True),
+                                                  env=env, cwd=tmp))
                 for label, argv in floors.items():
                     runs[label].append(_timed(argv))
             times.update({label: statistics.median(values) for label, values in runs.items()})
@@ -210,6 +247,8 @@ def main() -> int:
             if server.stdin:
                 server.stdin.close()
             server.wait(10)
+            if web is not None:
+                web.close()
     _report(times, count, concurrency, repeat)
     return 0
 
@@ -228,6 +267,10 @@ def _report(times: dict[str, float], count: int, concurrency: int, repeat: int) 
           f" {'PASS' if speedup >= 10 else 'FAIL'}")
     print(f"certhook vs floor: {overhead:.2f}x the floor (target <= 1.5x)"
           f" {'PASS' if overhead <= 1.5 else 'FAIL'}")
+    if CRL_LABEL in times:
+        with_crl = times[CRL_LABEL] / floor
+        print(f"certhook --crl vs floor: {with_crl:.2f}x the floor (target <= 1.5x)"
+              f" {'PASS' if with_crl <= 1.5 else 'FAIL'}")
 
 
 if __name__ == "__main__":

@@ -18,18 +18,22 @@ Invariant: every function here returns a value or raises
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timezone
 
 from certhook.errors import ParseError
 
 __all__ = [
     "BIT_STRING",
     "BOOLEAN",
+    "ENUMERATED",
+    "GENERALIZED_TIME",
     "INTEGER",
     "NULL",
     "OCTET_STRING",
     "OID",
     "SEQUENCE",
     "SET",
+    "UTC_TIME",
     "Tlv",
     "decode_oid",
     "encode_oid",
@@ -37,6 +41,7 @@ __all__ = [
     "iter_tlvs",
     "read_header",
     "read_int",
+    "read_time",
     "read_tlv",
     "try_read_tlv",
 ]
@@ -48,6 +53,9 @@ BIT_STRING = 0x03
 OCTET_STRING = 0x04
 NULL = 0x05
 OID = 0x06
+ENUMERATED = 0x0A
+UTC_TIME = 0x17
+GENERALIZED_TIME = 0x18
 SEQUENCE = 0x30
 SET = 0x31
 
@@ -157,6 +165,30 @@ def read_int(data: bytes, start: int, end: int) -> int:
     if start >= end:
         raise ParseError("empty INTEGER")
     return int.from_bytes(data[start:end], "big", signed=True)
+
+
+def read_time(data: bytes, tlv: Tlv) -> datetime:
+    """Decode a Time (a certificate's validity, a CRL's updates) to an aware datetime.
+
+    RFC 5280 4.1.2.5 and 5.1.2.4: UTCTime ``YYMMDDHHMMSSZ`` (YY >= 50 is
+    19YY) or GeneralizedTime ``YYYYMMDDHHMMSSZ``, always with seconds and Z.
+    """
+    tag, start, end = tlv
+    raw = data[start:end]
+    if tag == UTC_TIME and len(raw) == 13 and raw[12] == 0x5A and raw[:12].isdigit():
+        year = int(raw[:2])
+        year += 1900 if year >= 50 else 2000
+        rest = raw[2:12]
+    elif tag == GENERALIZED_TIME and len(raw) == 15 and raw[14] == 0x5A and raw[:14].isdigit():
+        year = int(raw[:4])
+        rest = raw[4:14]
+    else:
+        raise ParseError(f"malformed time (tag 0x{tag:02x}, {raw[:20]!r})")
+    try:
+        return datetime(year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]),
+                        int(rest[8:10]), tzinfo=timezone.utc)
+    except ValueError:
+        raise ParseError(f"impossible date {raw.decode('ascii')}") from None
 
 
 def decode_oid(raw: bytes) -> str:

@@ -1,8 +1,8 @@
 """The few X.509 v3 extensions certhook reads (RFC 5280 section 4.2).
 
 subjectAltName (dNSName and iPAddress entries), basicConstraints (the cA
-flag), subjectKeyIdentifier and the keyIdentifier of
-authorityKeyIdentifier. Other extensions are skipped without decoding their
+flag), subjectKeyIdentifier, the keyIdentifier of authorityKeyIdentifier,
+and the http(s) URIs of cRLDistributionPoints. Other extensions are skipped without decoding their
 values, but every extension's envelope is checked, and a repeated extension
 is malformed (RFC 5280 4.2: "MUST NOT include more than one instance").
 """
@@ -21,12 +21,19 @@ _SAN = _der.encode_oid("2.5.29.17")
 _BASIC_CONSTRAINTS = _der.encode_oid("2.5.29.19")
 _SKI = _der.encode_oid("2.5.29.14")
 _AKI = _der.encode_oid("2.5.29.35")
+_CRL_DP = _der.encode_oid("2.5.29.31")
 
 # GeneralName choices (RFC 5280 4.2.1.6), IMPLICIT tags on primitive types.
 _DNS_NAME = 0x82
 _IP_ADDRESS = 0x87
 # AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT ... }
 _KEY_IDENTIFIER = 0x80
+# DistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName
+#   OPTIONAL, ... }; DistributionPointName ::= CHOICE { fullName [0]
+#   GeneralNames, ... } (RFC 5280 4.2.1.13), both constructed under IMPLICIT tags.
+_DISTRIBUTION_POINT = 0xA0
+_FULL_NAME = 0xA0
+_URI = 0x86  # uniformResourceIdentifier [6] IA5String
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class Extensions:
     is_ca: bool | None = None
     subject_key_identifier: bytes | None = None
     authority_key_identifier: bytes | None = None
+    crl_urls: tuple[str, ...] = ()
 
 
 def parse_extensions(der: bytes, start: int, end: int) -> Extensions:
@@ -76,7 +84,8 @@ def parse_extensions(der: bytes, start: int, end: int) -> Extensions:
         _, ski_start, ski_end = _exactly(der, *found[_SKI], _der.OCTET_STRING, "SKI")
         ski = der[ski_start:ski_end]
     aki = _parse_aki(der, *found[_AKI]) if _AKI in found else None
-    return Extensions(dns, addresses, is_ca, ski, aki)
+    crl_urls = _parse_crl_dp(der, *found[_CRL_DP]) if _CRL_DP in found else ()
+    return Extensions(dns, addresses, is_ca, ski, aki, crl_urls)
 
 
 def _exactly(der: bytes, start: int, end: int, tag: int, what: str) -> _der.Tlv:
@@ -131,3 +140,25 @@ def _parse_aki(der: bytes, start: int, end: int) -> bytes | None:
         if tag == _KEY_IDENTIFIER:
             return der[value_start:value_end]
     return None
+
+
+def _parse_crl_dp(der: bytes, start: int, end: int) -> tuple[str, ...]:
+    """The http(s) URIs of the fullNames; LDAP URIs, relative names and other
+    GeneralNames are not fetched by certhook, so they are skipped."""
+    _, pos, seq_end = _exactly(der, start, end, _der.SEQUENCE, "cRLDistributionPoints")
+    urls: list[str] = []
+    for tag, point_start, point_end in _der.iter_tlvs(der, pos, seq_end):
+        if tag != _der.SEQUENCE:
+            raise ParseError("cRLDistributionPoints: a point is not a SEQUENCE")
+        for field_tag, field_start, field_end in _der.iter_tlvs(der, point_start, point_end):
+            if field_tag != _DISTRIBUTION_POINT:
+                continue
+            for name_tag, name_start, name_end in _der.iter_tlvs(der, field_start, field_end):
+                if name_tag != _FULL_NAME:
+                    continue
+                for gn_tag, gn_start, gn_end in _der.iter_tlvs(der, name_start, name_end):
+                    raw = der[gn_start:gn_end]
+                    if gn_tag == _URI and raw.isascii() and raw[:8].lower().startswith(
+                            (b"http://", b"https://")):
+                        urls.append(raw.decode("ascii"))
+    return tuple(urls)

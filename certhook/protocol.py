@@ -75,6 +75,12 @@ def _is_protocol(text: str) -> bool:
     return 0 < len(text) <= 20 and _PROTOCOL_CHARS.issuperset(text)
 
 
+def _is_acme_server(text: str) -> bool:
+    r"""``https?://[\x21-\x7e]{1,240}``: the lineage's ACME directory URL, one word."""
+    scheme = 8 if text.startswith("https://") else 7 if text.startswith("http://") else 0
+    return bool(scheme) and scheme < len(text) <= scheme + 240 and _is_word(text)
+
+
 def _is_word(text: str) -> bool:
     r"""``[\x21-\x7e]+``: one non-empty word of printable ASCII, no space."""
     return text.isascii() and text.isprintable() and text != "" and " " not in text
@@ -132,7 +138,7 @@ class Request(_Record):
     """
 
     _fields = ("verb", "domains", "apikey", "ports", "protocols", "fingerprint", "lineage",
-               "event", "id", "client")
+               "event", "id", "client", "acme_server")
     __slots__ = _fields
     _hidden = frozenset({"apikey"})
     verb: str
@@ -145,6 +151,7 @@ class Request(_Record):
     event: str | None
     id: str | None
     client: str | None
+    acme_server: str | None
 
     def __init__(
         self,
@@ -158,10 +165,18 @@ class Request(_Record):
         event: str | None = None,
         id: str | None = None,
         client: str | None = None,
+        acme_server: str | None = None,
     ) -> None:
         for name, value in zip(self._fields, (verb, domains, apikey, ports, protocols,
-                                              fingerprint, lineage, event, id, client)):
+                                              fingerprint, lineage, event, id, client,
+                                              acme_server)):
             object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> Request:
+        """A copy with the given fields replaced (as ``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in self._fields}
+        values.update(changes)
+        return Request(**values)
 
     def encode(self) -> bytes:
         """The request as one CRLF-terminated line; ValueError if it cannot be one."""
@@ -169,7 +184,7 @@ class Request(_Record):
         words += [w for d in self.domains for w in ("domain", d)]
         words += [w for p in self.ports for w in ("port", str(p))]
         words += [w for p in self.protocols for w in ("protocol", p)]
-        for key in ("fingerprint", "lineage", "event", "id", "client", "apikey"):
+        for key in ("fingerprint", "lineage", "event", "id", "client", "acme_server", "apikey"):
             value = getattr(self, key)
             if value is not None:
                 words += [key, value]
@@ -189,7 +204,7 @@ class Request(_Record):
             body["ports"] = list(self.ports)
         if self.protocols:
             body["protocols"] = list(self.protocols)
-        for key in ("fingerprint", "lineage", "event", "id", "client"):
+        for key in ("fingerprint", "lineage", "event", "id", "client", "acme_server"):
             value = getattr(self, key)
             if value is not None:
                 body[key] = value
@@ -209,7 +224,7 @@ class Request(_Record):
                 items = value
                 key = plural[key]
             elif key in ("domain", "port", "protocol", "fingerprint", "lineage", "event",
-                         "id", "client"):
+                         "id", "client", "acme_server"):
                 items = [value]
             else:
                 continue  # unknown keys are ignored, as on the line
@@ -363,7 +378,8 @@ def _from_words(words: list[str], source: str) -> Request:
             if not _is_protocol(value.lower()):
                 raise ParseError(f"bad protocol {value[:20]!r}", source)
             protocols.append(value.lower())
-        elif key in ("apikey", "fingerprint", "lineage", "event", "id", "client"):
+        elif key in ("apikey", "fingerprint", "lineage", "event", "id", "client",
+                     "acme_server"):
             if key in single:
                 raise ParseError(f"{key} given twice", source)
             single[key] = value
@@ -385,6 +401,9 @@ def _from_words(words: list[str], source: str) -> Request:
     for key in ("lineage", "id", "client"):
         if key in single and not _is_token(single[key]):
             raise ParseError(f"bad {key} {single[key][:20]!r}", source)
+    acme_server = single.get("acme_server")
+    if acme_server is not None and not _is_acme_server(acme_server):
+        raise ParseError(f"bad acme_server {acme_server[:40]!r} (an http(s) URL)", source)
     apikey = single.get("apikey")
     if apikey is not None and not _is_token(apikey):
         raise ParseError("bad apikey", source)  # never echo the value
@@ -399,4 +418,5 @@ def _from_words(words: list[str], source: str) -> Request:
         event=event,
         id=single.get("id"),
         client=single.get("client"),
+        acme_server=acme_server,
     )

@@ -70,6 +70,8 @@ class Certificate:
     authority_key_identifier: bytes | None
     subject_der: bytes = field(repr=False)
     issuer_der: bytes = field(repr=False)
+    #: The http(s) URIs of the CRL distribution points (RFC 5280 4.2.1.13).
+    crl_urls: tuple[str, ...] = ()
 
     @property
     def serial_hex(self) -> str:
@@ -225,6 +227,7 @@ def _parse(der: bytes) -> Certificate:
         # field before it ends.
         subject_der=der[validity[2] : subject[2]],
         issuer_der=der[inner_alg[2] : issuer[2]],
+        crl_urls=extensions.crl_urls,
     )
 
 
@@ -236,32 +239,7 @@ def _parse_validity(der: bytes, validity: _der.Tlv) -> tuple[datetime, datetime]
     return _parse_time(der, first), _parse_time(der, second)
 
 
-def _parse_time(der: bytes, tlv: _der.Tlv) -> datetime:
-    # RFC 5280 4.1.2.5: UTCTime YYMMDDHHMMSSZ (YY >= 50 is 19YY) or
-    # GeneralizedTime YYYYMMDDHHMMSSZ, always with seconds and Z.
-    tag, start, end = tlv
-    raw = der[start:end]
-    if tag == 0x17 and len(raw) == 13 and raw[12] == 0x5A and raw[:12].isdigit():
-        year = int(raw[:2])
-        year += 1900 if year >= 50 else 2000
-        rest = raw[2:12]
-    elif tag == 0x18 and len(raw) == 15 and raw[14] == 0x5A and raw[:14].isdigit():
-        year = int(raw[:4])
-        rest = raw[4:14]
-    else:
-        raise ParseError(f"malformed time (tag 0x{tag:02x}, {raw[:20]!r})")
-    try:
-        return datetime(
-            year,
-            int(rest[0:2]),
-            int(rest[2:4]),
-            int(rest[4:6]),
-            int(rest[6:8]),
-            int(rest[8:10]),
-            tzinfo=timezone.utc,
-        )
-    except ValueError:
-        raise ParseError(f"impossible date {raw.decode('ascii')}") from None
+_parse_time = _der.read_time  # moved to _der: CRLs read times too
 
 
 def _parse_key(der: bytes, start: int, end: int) -> tuple[str, int, str | None]:

@@ -121,6 +121,12 @@ def cryptography_view(cert: x509.Certificate) -> dict[str, Any]:
     basic = extension_value(cert, x509.BasicConstraints)
     ski = extension_value(cert, x509.SubjectKeyIdentifier)
     aki = extension_value(cert, x509.AuthorityKeyIdentifier)
+    points = extension_value(cert, x509.CRLDistributionPoints)
+    crl_urls = tuple(
+        name.value for point in points or () for name in point.full_name or ()
+        if isinstance(name, x509.UniformResourceIdentifier)
+        and name.value.lower().startswith(("http://", "https://"))
+    )
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     issuer_cns = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     sig_oid = cert.signature_algorithm_oid
@@ -150,6 +156,7 @@ def cryptography_view(cert: x509.Certificate) -> dict[str, Any]:
         "authority_key_identifier": aki.key_identifier if aki else None,
         "subject_der": cert.subject.public_bytes(),
         "issuer_der": cert.issuer.public_bytes(),
+        "crl_urls": crl_urls,
     }
 
 

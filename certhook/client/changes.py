@@ -57,15 +57,18 @@ _PEM_END = b"-----END CERTIFICATE-----"
 class Change:
     """One lineage (or, unmatched, a set of domains) to report."""
 
-    __slots__ = ("domains", "event", "fingerprint", "journal_key", "lineage")
+    __slots__ = ("acme_server", "domains", "event", "fingerprint", "journal_key", "lineage")
 
     def __init__(self, event: str, lineage: str | None, domains: Sequence[str],
-                 fingerprint: str | None = None, journal_key: str | None = None) -> None:
+                 fingerprint: str | None = None, journal_key: str | None = None,
+                 acme_server: str | None = None) -> None:
         self.event = event  # "deployed" or "failed"
         self.lineage = lineage
         self.domains = tuple(domains)
         self.fingerprint = fingerprint
         self.journal_key = journal_key
+        # the renewal conf's ``server``: where the audit server asks for ARI
+        self.acme_server = acme_server
 
     def __repr__(self) -> str:
         return f"Change({self.event!r}, {self.lineage!r}, {self.domains!r})"
@@ -154,7 +157,32 @@ def deploy_change(environ: Mapping[str, str]) -> Change:
 
         certs = load_pem_file(os.path.join(live, "cert.pem"))
         domains = list(certs[0].identifiers) if certs else []
-    return Change("deployed", os.path.basename(live), domains, fingerprint)
+    name = os.path.basename(live)
+    conf = os.path.join(os.path.dirname(os.path.dirname(live)), "renewal", f"{name}.conf")
+    return Change("deployed", name, domains, fingerprint, acme_server=conf_server(conf))
+
+
+def conf_server(path: str) -> str | None:
+    """``server`` of a renewal conf's ``[renewalparams]``, read without configobj.
+
+    The deploy hook's fast path: one small file, no parser imported. None when
+    the file cannot be read or names no server.
+    """
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(1 << 16)
+    except OSError:
+        return None
+    section = ""
+    for raw in data.decode("utf-8", "replace").splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[renewalparams]" and line.startswith("server"):
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "server":
+                return value.strip().strip("'\"") or None
+    return None
 
 
 def _fingerprint(lineage: Lineage) -> str | None:
@@ -205,7 +233,8 @@ def from_post_environment(environ: Mapping[str, str], state: CertbotState | None
             prefer = {e.lineage for e in run.events if e.outcome == outcome}
         chosen, leftover = _match(names, lineages, prefer)
         for lineage in chosen:
-            changes.append(Change(event, lineage.name, lineage.domains, _fingerprint(lineage)))
+            changes.append(Change(event, lineage.name, lineage.domains, _fingerprint(lineage),
+                                  acme_server=lineage.server))
         if leftover:
             changes.append(Change(event, None, leftover))
     return changes
@@ -224,7 +253,8 @@ def from_states(before: CertbotState | None, after: CertbotState,
             continue
         previous = old.get(lineage.name)
         if before is None or previous is None or _fingerprint(previous) != fingerprint:
-            changes.append(Change("deployed", lineage.name, lineage.domains, fingerprint))
+            changes.append(Change("deployed", lineage.name, lineage.domains, fingerprint,
+                                  acme_server=lineage.server))
     deployed = {c.lineage for c in changes}
     failed: dict[str, None] = {}
     for run in runs:
@@ -234,7 +264,8 @@ def from_states(before: CertbotState | None, after: CertbotState,
     for name in failed:
         source = now.get(name) or old.get(name)
         if source is not None and source.domains:
-            changes.append(Change("failed", name, source.domains, _fingerprint(source)))
+            changes.append(Change("failed", name, source.domains, _fingerprint(source),
+                                  acme_server=source.server))
     return changes
 
 
@@ -251,10 +282,11 @@ def from_log(state: CertbotState, run: Run | None) -> list[Change]:
             continue
         if event.outcome == "renewed":
             changes.append(Change("deployed", lineage.name, lineage.domains,
-                                  _fingerprint(lineage)))
+                                  _fingerprint(lineage), acme_server=lineage.server))
         elif event.outcome == "failed":
             changes.append(Change("failed", lineage.name, lineage.domains, _fingerprint(lineage),
-                                  journal_key=f"failed {lineage.name} {started}"))
+                                  journal_key=f"failed {lineage.name} {started}",
+                                  acme_server=lineage.server))
     return changes
 
 

@@ -406,9 +406,4 @@ def _reason(exc: BaseException) -> str:
 def _without_key(request: Request) -> Request:
     if request.apikey is None:
         return request
-    from certhook.protocol import Request as Req
-
-    return Req(verb=request.verb, domains=request.domains, ports=request.ports,
-               protocols=request.protocols, fingerprint=request.fingerprint,
-               lineage=request.lineage, event=request.event, id=request.id,
-               client=request.client)
+    return request.replace(apikey=None)

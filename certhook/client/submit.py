@@ -101,10 +101,7 @@ def _journal_key(request: Request, context: str | None) -> str | None:
 
 
 def _copy(request: Request, apikey: str | None) -> Request:
-    return Request(verb=request.verb, domains=request.domains, apikey=apikey,
-                   ports=request.ports, protocols=request.protocols,
-                   fingerprint=request.fingerprint, lineage=request.lineage,
-                   event=request.event, id=request.id, client=request.client)
+    return request.replace(apikey=apikey)
 
 
 def build_requests(
@@ -115,6 +112,7 @@ def build_requests(
     fingerprint: str | None = None,
     ports: Sequence[tuple[int, str]] = (),
     key_length: int = 64,
+    acme_server: str | None = None,
 ) -> list[Request]:
     """The requests that carry these domains, each fitting one protocol line.
 
@@ -132,6 +130,7 @@ def build_requests(
             domains=tuple(chunk), apikey=placeholder,
             ports=tuple(port for port, _ in ports), protocols=tuple(p for _, p in ports),
             fingerprint=fingerprint, lineage=lineage, event=event, id=new_id(), client=CLIENT,
+            acme_server=acme_server,
         )
 
     def fits(chunk: list[str]) -> bool:
@@ -361,6 +360,14 @@ def _ports(config: ClientConfig, lineage: str | None, problems: list[str]) -> li
         return []
 
 
+def _acme_server(url: str | None) -> str | None:
+    """The lineage's ACME directory, if the protocol can carry it (else left out:
+    the report matters more than the ARI hint)."""
+    from certhook.protocol import _is_acme_server
+
+    return url if url is not None and _is_acme_server(url) else None
+
+
 def submissions_for(changes: Iterable[Change], config: ClientConfig
                     ) -> tuple[list[Submission], list[str]]:
     """The submissions that report ``changes``, and problems met making them."""
@@ -373,6 +380,7 @@ def submissions_for(changes: Iterable[Change], config: ClientConfig
                 change.domains, event=change.event, lineage=change.lineage,
                 fingerprint=change.fingerprint, ports=ports,
                 key_length=len(config.api_key) if config.api_key else 64,
+                acme_server=_acme_server(change.acme_server),
             )
         except ParseError as exc:
             problems.append(f"cannot report {change.lineage or ' '.join(change.domains[:3])}:"

@@ -69,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deadline per target, all steps included (default 10)")
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="probes at once (default 32)")
+    parser.add_argument("--ari", metavar="DIRECTORY_URL",
+                        help="ask this ACME directory's renewalInfo (ARI, RFC 9773) when the CA"
+                             " wants the certificate renewed (off by default: contacts the CA)")
+    parser.add_argument("--crl", action=argparse.BooleanOptionalAction, default=False,
+                        help="check revocation in the leaf's CRL (off by default: contacts the"
+                             " CA, at a URL the probed server's certificate names)")
     parser.add_argument("--targets-file", metavar="FILE",
                         help="one TARGET [PROTOCOL] [servername=NAME] [expect-name=NAME] per"
                              " line (a line's own names beat the flags); # comments")
@@ -93,6 +99,8 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if (warn.fraction is None) == (crit.fraction is None) and (
             crit.seconds_for(_A_LIFETIME) > warn.seconds_for(_A_LIFETIME)):
         parser.error(f"--crit {crit} is above --warn {warn}")
+    if args.ari is not None and not args.ari.lower().startswith(("https://", "http://")):
+        parser.error(f"--ari: {args.ari[:60]!r} is not an http(s) URL of an ACME directory")
     if not args.timeout > 0:
         parser.error("--timeout must be positive")
     if args.concurrency is not None and args.concurrency < 1:
@@ -194,6 +202,8 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
         name_check=args.name_check,
         ca_file=args.ca_file,
         local_fingerprints=fingerprints,
+        ari_directory=args.ari,
+        check_crl=args.crl,
     )
     progress = _progress if sys.stderr.isatty() and len(targets) > 1 else None
     results = probe_many(targets, options, args.concurrency or DEFAULT_CONCURRENCY, progress)

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             notes.append(f"skipped {lineage.name}: no readable certificate")
             continue
         changes.append(Change("sync", lineage.name, lineage.domains,
-                              lineage.certificate.fingerprint_sha256))
+                              lineage.certificate.fingerprint_sha256,
+                              acme_server=lineage.server))
     subs, problems = submissions_for(changes, config)
     notes.extend(problems)
     outcome = deliver(config, subs, Deadline(config.deadline))

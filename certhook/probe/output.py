@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Callable
 
 from certhook.escape import for_terminal
+from certhook.probe.authority import UNKNOWN_PREFIXES
 from certhook.probe.lifetime import describe_left
 from certhook.probe.result import STATUSES, ProbeOptions, ProbeResult, rank, worst_status
 
@@ -51,8 +52,14 @@ def summary(results: Sequence[ProbeResult]) -> str:
 def _details(result: ProbeResult) -> str:
     if result.error is not None:
         return result.error
+    # What the CA could not tell (ARI, CRL) is shown, though it changes no status.
+    unknown = [f" ({note})" for note in result.notes if note.startswith(UNKNOWN_PREFIXES)]
     if result.reasons:
-        return "; ".join(result.reasons)
+        return "; ".join(result.reasons) + "".join(unknown)
+    return _leaf_details(result) + "".join(unknown)
+
+
+def _leaf_details(result: ProbeResult) -> str:
     leaf = result.leaf
     assert leaf is not None
     parts = [f"CN={leaf.subject_cn}" if leaf.subject_cn else leaf.subject or "(no subject)"]

@@ -12,6 +12,7 @@ from certhook.probe.lifetime import DEFAULT_CRIT, DEFAULT_WARN, Threshold, Valid
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from certhook.probe.ari import Window
     from certhook.probe.targets import Fingerprints, Target
     from certhook.x509 import Certificate
 
@@ -39,7 +40,10 @@ class ProbeOptions:
     ``local_fingerprints`` maps a name to the SHA-256 fingerprint (or a
     frozenset of them) of the certificate certbot holds for it; None turns
     the local-match check off. ``allow_address`` is called with each
-    resolved IP address before connecting to it; False skips the address.
+    resolved IP address before connecting to it (and to a CA's ARI or CRL
+    URL); False skips the address. ``ari_directory`` (or the first of
+    ``ari_issuers``, ``(issuer substring, directory URL)`` pairs, matching the
+    leaf's issuer) turns the ARI lookup on; ``check_crl`` the CRL check.
 
     ``warn`` and ``crit`` are :class:`~certhook.probe.lifetime.Threshold`
     (default 7/30 and 7/90 of the certificate's lifetime); ``warn_days`` and
@@ -60,6 +64,9 @@ class ProbeOptions:
     crit: Threshold = DEFAULT_CRIT
     renew_before: float | None = None
     clock: Callable[[], datetime] | None = None
+    ari_directory: str | None = None
+    ari_issuers: tuple[tuple[str, str], ...] = ()
+    check_crl: bool = False
 
     def __post_init__(self) -> None:
         from certhook.probe.checks import NAME_CHECKS
@@ -118,6 +125,12 @@ class ProbeResult:
     name_check: str = "cn_san"
     notes: tuple[str, ...] = ()
     validity: Validity | None = None
+    #: The CA's suggested renewal window (ARI), when one was fetched.
+    ari_window: Window | None = None
+    #: True/False once a verified CRL was consulted; None when not checked or unknown.
+    revoked: bool | None = None
+    #: What verified the CRL's signature ("cryptography"), when one was used.
+    revocation_checked_by: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -194,6 +207,12 @@ class ProbeResult:
             ],
             "local_match": self.local_match,
             "notes": list(self.notes),
+            "ari_window": None if self.ari_window is None else {
+                "start": _iso(self.ari_window.start), "end": _iso(self.ari_window.end),
+                "explanation_url": self.ari_window.explanation_url,
+            },
+            "revoked": self.revoked,
+            "revocation_checked_by": self.revocation_checked_by,
             "elapsed": round(self.elapsed, 3),
         }
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 from certhook.errors import ParseError, RemoteError
 from certhook.probe import checks, lifetime
+from certhook.probe.authority import ask_ca
 from certhook.probe.net import Handshake, VerifyFailed, handshake, tls_context
 from certhook.probe.result import ProbeOptions, ProbeResult
 from certhook.probe.targets import expected_fingerprints
@@ -130,7 +131,10 @@ def _judge(
         for cert in checks.unsent_intermediates(sent, verified)
     ]
     findings += [checks.Finding("warning", text) for text in unreadable]
-    notes = []
+    notes: list[str] = []
+    ca = ask_ca(leaf, verified or sent, options, now)  # ARI and CRL, when asked for
+    findings += [checks.Finding(severity, text) for severity, text in ca.findings]
+    notes += ca.notes
     if shake.chain_truncated:
         findings.append(checks.Finding("warning", "the server sent more certificates than"
                                                   " certhook reads; the rest were ignored"))
@@ -166,6 +170,9 @@ def _judge(
         name_check=options.name_check,
         notes=tuple(notes),
         validity=validity,
+        ari_window=ca.ari_window,
+        revoked=ca.revocation.revoked if ca.revocation else None,
+        revocation_checked_by=ca.revocation.checked_by if ca.revocation else None,
     )
 
 

@@ -73,7 +73,7 @@ class _Flight:
     def __init__(self, lane: str, started: float) -> None:
         self.lane, self.started = lane, started
 _DUE = (
-    "SELECT id, domain, port, protocol FROM targets"
+    "SELECT id, domain, port, protocol, acme_server FROM targets"
     " WHERE next_probe IS NOT NULL AND next_probe <= ? ORDER BY next_probe LIMIT ?"
 )
 # how long a target's last probe took: read once per target, then kept in memory
@@ -217,13 +217,15 @@ class Auditor(Worker):
                 return None
             room[lane] -= 1
             self._inflight[target_id] = _Flight(lane, time.monotonic())
-        self._pool.submit(self._audit, target_id, row["domain"], row["port"], row["protocol"])
+        self._pool.submit(self._audit, target_id, row["domain"], row["port"], row["protocol"],
+                          row["acme_server"])
         return lane
 
-    def _audit(self, target_id: int, domain: str, port: int, protocol: str) -> None:
+    def _audit(self, target_id: int, domain: str, port: int, protocol: str,
+               acme_server: str | None = None) -> None:
         try:
             started, begun = self._clock(), time.monotonic()
-            result = self._run_probe(domain, port, protocol)
+            result = self._run_probe(domain, port, protocol, acme_server)
             # the time it held its thread, whatever the result says: it picks the lane
             took = time.monotonic() - begun
             with self._lock:
@@ -240,7 +242,8 @@ class Auditor(Worker):
         """The auditor's clock as the probe's: the verdict is made at the server's time."""
         return datetime.fromtimestamp(self._clock(), timezone.utc)
 
-    def _run_probe(self, domain: str, port: int, protocol: str) -> Any:
+    def _run_probe(self, domain: str, port: int, protocol: str,
+                   acme_server: str | None = None) -> Any:
         start = time.monotonic()
         literal = forbidden_reason(domain, self.config.allow_networks)
         if literal is not None and literal != "not an IP address":
@@ -251,6 +254,10 @@ class Auditor(Worker):
         options = ProbeOptions(
             timeout=self.config.probe_timeout, warn=self.config.warn, crit=self.config.crit,
             ca_file=self.config.ca_file, allow_address=self._guard, clock=self._now,
+            # ARI and CRL: their fetches go through the same guard (probe/fetch.py);
+            # ARI windows and CRLs are cached in this process (probe/ari.py, crl.py).
+            ari_directory=acme_server if self.config.ari is not None else None,
+            ari_issuers=self.config.ari or (), check_crl=self.config.crl,
         )
         address = dict(self.config.resolve).get(domain)
         if address is None:

@@ -182,6 +182,11 @@ class ServerConfig:
     # name check still use the name); the SSRF guard checks the address.
     resolve: tuple[tuple[str, str], ...] = ()
     history_keep: int = 500
+    # ARI (RFC 9773): (issuer substring, ACME directory URL) pairs, for targets
+    # whose hook sent no acme_server; None turns ARI off altogether.
+    ari: tuple[tuple[str, str], ...] | None = ()
+    # revocation from the leaf's CRL (cached per process until nextUpdate)
+    crl: bool = True
     # notifications
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     notify_default: AccountNotify = field(default_factory=AccountNotify)
@@ -283,6 +288,23 @@ def _networks_value(text: str) -> tuple[Network, ...]:
         raise ValueError(str(exc)) from None
 
 
+def _ari(text: str) -> tuple[tuple[str, str], ...] | None:
+    """``ISSUER-SUBSTRING = DIRECTORY_URL`` per line (or ``;``-separated), or ``off``."""
+    if text.strip().lower() in ("off", "no", "false", "0"):
+        return None
+    pairs = []
+    for item in re.split(r"[;\n]", text):
+        if not item.strip():
+            continue
+        issuer, sep, url = item.rpartition("=")
+        url = url.strip()
+        # An issuer holds "=" (CN=R11,O=Let's Encrypt): the URL is after the last one.
+        if not sep or not issuer.strip() or not re.fullmatch(r"https?://[\x21-\x7e]+", url):
+            raise ValueError(f"{item.strip()[:60]!r} is not ISSUER-SUBSTRING = DIRECTORY_URL")
+        pairs.append((issuer.strip(), url))
+    return tuple(pairs)
+
+
 def _resolve_value(text: str) -> tuple[tuple[str, str], ...]:
     try:
         return _resolve(text)
@@ -333,6 +355,8 @@ _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "allow_networks": _networks_value,
     "resolve": _resolve_value,
     "history_keep": _count,  # 0 keeps every result
+    "ari": _ari,
+    "crl": _bool,
 }
 _SMTP_KEYS: dict[str, Callable[[str], Any]] = {
     "host": str.strip,

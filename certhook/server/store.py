@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS targets (
     served_fingerprint TEXT,
     deployed INTEGER,
     address TEXT,
+    acme_server TEXT,
     UNIQUE (account, domain, port, protocol)
 );
 CREATE INDEX IF NOT EXISTS targets_due ON targets (next_probe);
@@ -151,12 +152,32 @@ def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connec
         conn.execute("PRAGMA foreign_keys=ON")
         if create:
             conn.executescript(SCHEMA)
+            _migrate(conn)
         if db.stat().st_mode & 0o077:
             os.chmod(db, 0o600)  # holds key hashes and SMTP-bound addresses
     except (sqlite3.Error, OSError) as exc:
         raise LocalError(f"{db}: {exc}") from None
     conn.row_factory = sqlite3.Row
     return conn
+
+
+# Columns added after a release: (table, column, type). CREATE TABLE IF NOT
+# EXISTS leaves an existing database's tables as they were, so each is added
+# with ALTER TABLE where it is missing (SQLite adds a column in O(1)).
+_ADDED_COLUMNS = (
+    ("targets", "acme_server", "TEXT"),  # the lineage's ACME directory (ARI), issue 10
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def hash_key(key: str) -> bytes:
