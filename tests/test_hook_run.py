@@ -51,6 +51,9 @@ def test_missing_command_is_127(tmp_path: Path) -> None:
 CHILD = """
 import signal, sys, time
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))
+# Started from a shell's background job, SIGINT comes ignored, and Python then
+# installs no KeyboardInterrupt handler of its own: install it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     print("ready", flush=True)
     time.sleep(30)
