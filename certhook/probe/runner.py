@@ -111,11 +111,8 @@ def _judge(
     findings = checks.validity_findings(
         leaf, verified[1:] if verified else sent[1:], now, options.warn_days, options.crit_days
     )
-    name_ok = checks.match_name(leaf, target.name_to_check, options.name_check)
-    if name_ok is False:
-        names = checks.describe_names(leaf, options.name_check)
-        findings.append(checks.Finding(
-            "critical", f"name mismatch: {target.name_to_check} is not in {names}"))
+    name_ok, name_problems = checks.name_findings(leaf, target.name_to_check, options.name_check)
+    findings += name_problems
     trust_error = None
     if failed is not None:
         trust_error = checks.describe_untrusted(failed.code, failed.message, sent,
