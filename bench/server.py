@@ -86,8 +86,10 @@ def bench_server(workdir: Path, seconds: float, procs: int, conns: int, pipeline
     conn = store.connect(db)
     key = store.add_account(conn, "bench")
     conn.close()
+    # Every client is on 127.0.0.1: lift the per-address limit (32) to them all.
     cfg = ServerConfig(db=db, line_listen=("127.0.0.1", 0), http_listen=None,
-                       max_pending_per_connection=max(64, pipeline))
+                       max_pending_per_connection=max(64, pipeline),
+                       max_connections_per_address=max(32, procs * conns))
     server = AuditServer(cfg, audit=False).start()
     assert server.line_address
     port = server.line_address[1]

@@ -216,7 +216,10 @@ class Request(_Record):
             for item in items:
                 if isinstance(item, bool) or not isinstance(item, (str, int)):
                     raise ParseError(f"{key!r} has a value that is not a string", source)
-                words += [key, str(item)]
+                # str() of an int over 4,300 digits raises ValueError (CPython's
+                # int_max_str_digits); no value of any key is that long.
+                words += [key, item if isinstance(item, str) else
+                          str(item) if -(10 ** 20) < item < 10 ** 20 else "-"]
         if apikey is not None:
             words += ["apikey", apikey]
         return _from_words(words, source)
@@ -350,7 +353,10 @@ def _from_words(words: list[str], source: str) -> Request:
             if domain not in domains:
                 domains.append(domain)
         elif key == "port":
-            if not value.isdigit() or not 0 < int(value) < 65536:
+            # ASCII digits only: str.isdigit() also says yes to "²", "①" and
+            # other scripts' digits, which int() then refuses or reads as 0-9.
+            if not (0 < len(value) <= 5 and value.isascii() and value.isdigit()
+                    and 0 < int(value) < 65536):
                 raise ParseError(f"bad port {value[:8]!r}", source)
             ports.append(int(value))
         elif key == "protocol":

@@ -6,6 +6,7 @@ import resource
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,10 +14,20 @@ from pathlib import Path
 
 import pytest
 import trustme
-from server_helpers import LineClient, add_line, config, count, new_db, running, wait_until
+from server_helpers import (
+    LineClient,
+    add_line,
+    config,
+    count,
+    http,
+    new_db,
+    running,
+    wait_until,
+)
 
 from certhook.protocol import parse_response
 from certhook.server.runner import AuditServer
+from certhook.server.slots import address_key
 
 
 @pytest.fixture
@@ -194,21 +205,66 @@ def test_thousands_of_idle_connections(server: tuple[AuditServer, str, dict[str,
                what="connections to close")
 
 
-def test_connection_limit(tmp_path: Path) -> None:
+def _from(address: tuple[str, int], source: str) -> LineClient:
+    client = LineClient.__new__(LineClient)
+    client.sock = socket.create_connection(address, timeout=10, source_address=(source, 0))
+    client._buf = b""
+    return client
+
+
+def test_connection_limit_per_address_and_overall(tmp_path: Path) -> None:
+    """Issue 9.3: one address holding connections locked every other client out."""
     db, keys = new_db(tmp_path, "alice")
-    cfg = replace(config(db), max_connections=10, max_connections_per_address=10)
+    cfg = replace(config(db), max_connections=10, max_connections_per_address=4)
     with running(cfg, audit=False) as srv:
-        assert srv.line_address
-        held = [LineClient(srv.line_address) for _ in range(10)]
-        for c in held:  # all ten are admitted and served
+        assert srv.line_address and srv.line
+        line = srv.line
+        held = [_from(srv.line_address, "127.0.0.3") for _ in range(4)]
+        for c in held:  # all four are admitted and served
             assert c.ask(b"command ping") == b"ok pong"
-        extra = LineClient(srv.line_address)
-        assert extra.line() == b"error limit too many connections"
+        extra = _from(srv.line_address, "127.0.0.3")
+        assert extra.line() == b"error limit too many connections from your address"
         assert extra.closed_by_peer()
-        held[0].close()
-        wait_until(lambda: len(srv.line.connections) == 9)  # type: ignore[union-attr]
-        again = LineClient(srv.line_address)
-        assert again.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+        # 127.0.0.4 and .5 take 3 each: 10 in all, the server is full
+        others = [_from(srv.line_address, f"127.0.0.{4 + i // 3}") for i in range(6)]
+        for c in others:
+            assert c.ask(b"command ping") == b"ok pong"
+        wait_until(lambda: len(line.connections) == 10)
+        # a newcomer takes the slot of the longest-idle connection of .3 (the most)
+        newcomer = _from(srv.line_address, "127.0.0.2")
+        assert newcomer.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+        assert held[0].line() == b"error limit server full: closing this idle connection"
+        assert held[0].closed_by_peer()
+        assert len(line.by_address["127.0.0.3"]) == 3
+        # .2 and .3 now hold 1 and 3, .4 and .5 hold 3: a second newcomer from .3
+        # would not be fewer than the most; from .6 it evicts again
+        assert _from(srv.line_address, "127.0.0.3").line() == b"error limit too many connections"
+        sixth = _from(srv.line_address, "127.0.0.6")
+        assert sixth.ask(b"command ping") == b"ok pong"
+        # half a line sent long ago does not keep a slot from a newcomer either
+        for c in [*held[1:], *others]:
+            c.send(b"command pi")
+        seventh = _from(srv.line_address, "127.0.0.7")
+        assert seventh.ask(b"command ping") == b"ok pong"
+        assert srv.line.evicted == 3
+
+
+def test_bad_lines_cost_an_error_budget(server: tuple[AuditServer, str, dict[str, str]],
+                                        tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    """Issue 9.2: blank lines and junk are answered, at most ten, then the
+    connection is closed with one line; what came before is still answered."""
+    srv, db, keys = server
+    for name, client in _clients(srv, tls_files):
+        ok = add_line(keys["alice"], f"{name}.budget.example", id=f"budget-{name}")
+        client.send(ok + b"\n" * 5 + b"\x00junk\n" * 3 + b"x" * 1200 + b"\n" + b"\r\n" * 500
+                    + b"command ping\n")
+        assert client.line() == f"ok id budget-{name} domains 1".encode()
+        answers = [client.line() for _ in range(11)]
+        assert [a.split(b" ")[:2] for a in answers[:10]] == [[b"error", b"syntax"]] * 10
+        assert answers[10] == b"error limit too many bad lines; closing the connection"
+        assert client.closed_by_peer()
+        client.close()
+    assert count(db, "SELECT count(*) FROM submissions WHERE client_id LIKE 'budget-%'") == 2
 
 
 def test_client_that_never_reads_does_not_stall_others(
@@ -224,8 +280,8 @@ def test_client_that_never_reads_does_not_stall_others(
     sent = 0
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # write until the server stops reading us
-        try:
-            sent += hog.send(line)
+        try:  # whole lines: a partial send goes on where it stopped
+            sent += hog.send(line[sent % len(line):])
         except BlockingIOError:
             time.sleep(0.05)
     other = LineClient(srv.line_address)
@@ -252,3 +308,103 @@ def test_junk_on_the_tls_port_and_plain_text_on_tls(
     for _, client in _clients(srv, tls_files):
         assert client.ask(add_line(keys["alice"], "still.example")).startswith(b"ok")
         client.close()
+
+
+def test_unknown_protocols_and_limits_on_every_listener(tmp_path: Path,
+                                                        tls_files: tuple[str, str, ssl.SSLContext]
+                                                        ) -> None:
+    """Issues 8.6 and 9.4: line, TLS line, HTTP JSON and the KeyChest form all say so."""
+    db, keys = new_db(tmp_path, "alice")
+    cert, key, _ = tls_files
+    cfg = config(db, tls_listen=("127.0.0.1", 0), tls_cert=cert, tls_key=key,
+                 max_ports_per_submission=3)
+    with running(cfg, audit=False) as srv:
+        assert srv.http_address
+        url = "http://{}:{}".format(*srv.http_address)
+        alice = keys["alice"]
+        for _, client in _clients(srv, tls_files):
+            answer = client.ask(add_line(alice, "a.example", port=25, protocol="foo"))
+            assert answer.startswith(b"error syntax unknown protocol 'foo' (known: "), answer
+            answer = client.ask(add_line(alice, "a.example", port=[1, 2, 3, 4]))
+            assert answer == b"error limit more than 3 ports in one submission" \
+                b" (max_ports_per_submission)"
+            client.close()
+        status, data = http("POST", url + "/api/v1/submissions",
+                            {"domain": "a.example", "ports": [25], "protocols": ["foo"]}, alice)
+        assert (status, data["error"]) == (400, "syntax")
+        assert data["message"].startswith("unknown protocol 'foo'")
+        status, data = http("POST", url + "/api/v1/submissions",
+                            {"domain": "a.example", "ports": [1, 2, 3, 4]}, alice)
+        assert (status, data["error"]) == (429, "limit")
+        status, data = http("POST", url + "/api/v1.0/servers/add",
+                            {"api_key": alice, "domain": "a.example", "port": 25,
+                             "protocol": "foo"})
+        assert (status, data["status"]) == (400, "error")
+        assert data["message"].startswith("unknown protocol 'foo'")
+    assert count(db, "SELECT count(*) FROM targets") == 0
+
+
+def _closed(client: LineClient, timeout: float) -> bool:
+    """Whether the server closes ``client`` within ``timeout`` (whatever it sends first)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            client.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if client.sock.recv(65536) == b"":
+                return True
+    except (ConnectionResetError, socket.timeout):
+        return not isinstance(sys.exc_info()[1], socket.timeout)
+    return False
+
+
+def _client_hello(context: ssl.SSLContext) -> bytes:
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_tls_handshakes_count_and_time_out(tmp_path: Path,
+                                           tls_files: tuple[str, str, ssl.SSLContext]) -> None:
+    """Issue 9.5: handshakes under way count against the limits, time out, and at most
+    max_handshakes of them hold OpenSSL's state at once."""
+    db, keys = new_db(tmp_path, "alice")
+    cert, key, client_context = tls_files
+    cfg = config(db, tls_listen=("127.0.0.1", 0), tls_cert=cert, tls_key=key,
+                 idle_timeout=2.0, max_connections_per_address=3)
+    with running(cfg, audit=False) as srv:
+        assert srv.tls_address and srv.line
+        stalled = [_from(srv.tls_address, "127.0.0.9") for _ in range(3)]
+        stalled[1].send(b"\x16\x03\x01\x02\x00")  # a record header, and nothing more
+        wait_until(lambda: len(srv.line.by_address.get("127.0.0.9", ())) == 3)
+        refused = _from(srv.tls_address, "127.0.0.9")
+        assert refused.closed_by_peer()  # no handshake is spent on a refusal
+        hello = _client_hello(client_context)
+        srv.line.max_handshakes = 2
+        begun = [_from(srv.tls_address, "127.0.0.10") for _ in range(3)]
+        for sock in begun:
+            sock.send(hello)
+            time.sleep(0.2)
+        assert _closed(begun[0], 1)  # the oldest of three made room
+        assert len(srv.line.handshaking) == 2
+        valid = LineClient(srv.tls_address, client_context)
+        assert valid.ask(add_line(keys["alice"], "a.example")).startswith(b"ok")
+        started = time.monotonic()
+        for sock in stalled + begun[1:]:
+            assert _closed(sock, 6)
+        assert time.monotonic() - started < 6  # the 2 s deadline, far from never
+        assert srv.line.handshaking == {}
+
+
+@pytest.mark.parametrize(("host", "key"), [
+    ("192.0.2.7", "192.0.2.7"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),  # the same host over a dual-stack socket
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # one site: one address
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("not-an-address", "not-an-address"),
+])
+def test_per_address_limit_counts_an_ipv6_64_as_one_address(host: str, key: str) -> None:
+    assert address_key(host) == key

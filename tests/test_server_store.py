@@ -215,3 +215,85 @@ def test_config_file(tmp_path: Path) -> None:
     path.write_text("[audit]\ngrace = soon\n")
     with pytest.raises(ParseError):  # tests/test_config_errors.py: the message
         load_config(path)
+
+
+def _add(key: str, *domains: str, ports: range | tuple[int, ...] = (), ident: str = "",
+         protocols: tuple[str, ...] = ()) -> Request:
+    return Request(domains=domains, ports=tuple(ports), protocols=protocols, apikey=key,
+                   id=ident or None)
+
+
+def test_ports_per_submission_and_targets_per_account_are_bounded(tmp_path: Path) -> None:
+    """Issue 9.4: one submission of 100 names x 5,000 ports made 500,066 targets."""
+    db, keys = new_db(tmp_path, "alice", "bob")
+    committer = GroupCommitter(db, max_ports=4, max_targets=10)
+    committer.start()
+    try:
+        alice = keys["alice"]
+        over = _submit(committer, _add(alice, "a.example", ports=range(1, 6)))
+        assert over.response is not None and over.response.encode() == (
+            b"error limit more than 4 ports in one submission (max_ports_per_submission)\r\n")
+        assert count(db, "SELECT count(*) FROM targets") == 0
+        assert count(db, "SELECT count(*) FROM submissions") == 0
+        # 2 names x 4 ports = 8 targets: taken; 3 more would be 11: refused whole
+        first = _submit(committer, _add(alice, "a.example", "b.example", ports=range(1, 5)))
+        assert first.response is not None and first.response.ok
+        more = _submit(committer, _add(alice, "c.example", ports=(1, 2, 3)))
+        assert more.response is not None and more.response.code == "limit"
+        assert "more than 10 targets" in more.response.text
+        # renewing existing targets is always taken, and 2 new ones fit exactly
+        again = _submit(committer, _add(alice, "b.example", "a.example", ports=range(1, 5)))
+        assert again.response is not None and again.response.ok
+        fits = _submit(committer, _add(alice, "a.example", "c.example", ports=(1, 2)))
+        assert fits.response is not None and fits.response.ok
+        full = _submit(committer, _add(alice, "d.example"))
+        assert full.response is not None and full.response.code == "limit"
+        # the limit is per account
+        bob = _submit(committer, _add(keys["bob"], "d.example", ports=(1, 2, 3, 4)))
+        assert bob.response is not None and bob.response.ok
+    finally:
+        committer.stop()
+    assert count(db, "SELECT count(*) FROM targets WHERE account = 'alice'") == 10
+    assert count(db, "SELECT count(*) FROM targets WHERE account = 'bob'") == 4
+    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'd.example'") == 4
+
+
+def test_target_limit_holds_within_one_batch(tmp_path: Path) -> None:
+    """Jobs that arrive together are counted together: the limit is not per job."""
+    db, keys = new_db(tmp_path, "alice")
+    committer = GroupCommitter(db, max_ports=64, max_targets=5)
+    sinks = []
+    for i in range(8):  # queued before the writer starts: one batch
+        sink = WaitSink()
+        job = Job(_add(keys["alice"], f"n{i}.example", ident=f"n{i}"), "test", "peer", sink)
+        committer.submit(job)
+        sinks.append((sink, job))
+    committer.start()
+    try:
+        for sink, _ in sinks:
+            assert sink.wait(10)
+    finally:
+        committer.stop()
+    codes = [job.response.code if job.response else "none" for _, job in sinks]
+    assert codes == [None] * 5 + ["limit"] * 3
+    assert count(db, "SELECT count(*) FROM targets") == 5
+
+
+@pytest.mark.parametrize("name", ["foo", "https", "smtps", "tls1"])
+def test_unknown_protocol_is_a_syntax_error(tmp_path: Path, name: str) -> None:
+    """Issue 8.6: ``protocol foo`` was answered ok, then failed every audit."""
+    db, keys = new_db(tmp_path, "alice")
+    committer = GroupCommitter(db)
+    committer.start()
+    try:
+        job = _submit(committer, _add(keys["alice"], "a.example", ports=(25, 443),
+                                      protocols=("smtp", name)))
+        good = _submit(committer, _add(keys["alice"], "a.example", ports=(25, 443, 5222),
+                                       protocols=("smtp", "tls", "xmpp")))
+    finally:
+        committer.stop()
+    assert job.response is not None
+    assert job.response.encode().startswith(f"error syntax unknown protocol '{name}'".encode())
+    assert "smtp" in job.response.text and "xmpp" in job.response.text
+    assert good.response is not None and good.response.ok
+    assert count(db, "SELECT count(*) FROM targets") == 3

@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol
 
 from certhook.protocol import Request, Response
 from certhook.server import store
+from certhook.server.config import ServerConfig
 
 __all__ = [
     "BatchWriter",
@@ -100,11 +101,15 @@ class BatchWriter:
     """Writes batches of jobs, one transaction each; used by one thread at a time."""
 
     def __init__(self, db_path: str, first_probe_delay: float = 0.0,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None,
+                 max_ports: int = ServerConfig.max_ports_per_submission,
+                 max_targets: int = ServerConfig.max_targets_per_account) -> None:
         self._conn = store.connect(db_path)  # LocalError now, not in a thread later
         self._keys = store.KeyCache(self._conn)
         self._delay = first_probe_delay
         self._on_commit = on_commit
+        self._max_ports = max_ports
+        self._max_targets = max_targets
         self.committed = 0  # submissions stored (not counting resubmissions)
         self.transactions = 0  # commits, for the batch size of group commit
         self.healthy = True
@@ -121,6 +126,7 @@ class BatchWriter:
         try:
             keys.refresh()
             adds: list[tuple[Job, tuple[Any, ...]]] = []
+            budget = _TargetBudget(conn, self._max_targets)
             for job in batch:
                 job.account = keys.lookup(job.request.apikey)
                 if job.account is None:
@@ -128,7 +134,11 @@ class BatchWriter:
                 elif job.request.verb == "ping":
                     job.response = Response(True, text="pong")  # encoded by the listener
                 else:
-                    adds.append((job, self._submission_row(job, now)))
+                    job.response = (_check_protocols(job.request)
+                                    or self._check_ports(job.request)
+                                    or budget.take(job.account, _target_keys(job.request)))
+                    if job.response is None:
+                        adds.append((job, self._submission_row(job, now)))
             conn.execute("BEGIN IMMEDIATE")
             stored = self._insert(conn, adds, now) if adds else 0
             conn.execute("COMMIT")
@@ -148,6 +158,12 @@ class BatchWriter:
         self.committed += stored
         if stored and self._on_commit is not None:
             self._on_commit()
+
+    def _check_ports(self, request: Request) -> Response | None:
+        if len(request.ports) > self._max_ports:
+            return Response.error("limit", f"more than {self._max_ports} ports in one"
+                                  " submission (max_ports_per_submission)")
+        return None
 
     @staticmethod
     def _submission_row(job: Job, now: float) -> tuple[Any, ...]:
@@ -191,11 +207,7 @@ class BatchWriter:
 
     def _target_rows(self, job: Job, now: float) -> list[tuple[Any, ...]]:
         req = job.request
-        ports = req.ports or (443,)
-        pairs = [
-            (port, req.protocols[i] if i < len(req.protocols) else protocol_for_port(port))
-            for i, port in enumerate(ports)
-        ]
+        pairs = _port_protocols(req)
         rows = []
         for domain in req.domains:
             wildcard = domain.startswith("*.")
@@ -222,6 +234,57 @@ class BatchWriter:
 
 
 
+def _port_protocols(req: Request) -> list[tuple[int, str]]:
+    """The (port, protocol) pairs a submission asks to audit: 443/tls if none."""
+    ports = req.ports or (443,)
+    return [(port, req.protocols[i] if i < len(req.protocols) else protocol_for_port(port))
+            for i, port in enumerate(ports)]
+
+
+def _target_keys(req: Request) -> set[store.TargetKey]:
+    return {(domain, port, protocol) for domain in req.domains
+            for port, protocol in _port_protocols(req)}
+
+
+def _check_protocols(req: Request) -> Response | None:
+    """``error syntax`` for a protocol name the probe has no dialogue for (issue 8.6)."""
+    from certhook.probe.starttls import PROTOCOLS
+
+    for name in req.protocols:
+        if name not in PROTOCOLS:
+            known = " ".join(sorted(PROTOCOLS))
+            return Response.error("syntax", f"unknown protocol {name!r} (known: {known})")
+    return None
+
+
+class _TargetBudget:
+    """Targets per account within ``max_targets``, across the jobs of one batch.
+
+    A submission that only renews existing targets is always taken; one that
+    would take its account past the limit is refused whole. The exact count
+    (which of its targets exist) is looked up only near the limit.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, limit: int) -> None:
+        self._conn, self._limit = conn, limit
+        self._stored: dict[str, int] = {}  # targets in the database, per account
+        self._taken: dict[str, set[store.TargetKey]] = {}  # this batch's, maybe stored
+
+    def take(self, account: str, keys: set[store.TargetKey]) -> Response | None:
+        if account not in self._stored:
+            self._stored[account] = store.count_targets(self._conn, account)
+        taken = self._taken.setdefault(account, set())
+        wanted = taken | keys
+        if self._stored[account] + len(wanted) > self._limit:
+            new = wanted - store.existing_targets(self._conn, account, wanted)
+            if self._stored[account] + len(new) > self._limit:
+                return Response.error(
+                    "limit", f"account would have more than {self._limit} targets"
+                    " (max_targets_per_account); remove some or ask for a higher limit")
+        taken |= keys
+        return None
+
+
 class GroupCommitter:
     """The writer in its own thread: start(), submit() from any thread, stop()."""
 
@@ -230,8 +293,10 @@ class GroupCommitter:
         db_path: str,
         first_probe_delay: float = 0.0,
         on_commit: Callable[[], None] | None = None,
+        max_ports: int = ServerConfig.max_ports_per_submission,
+        max_targets: int = ServerConfig.max_targets_per_account,
     ) -> None:
-        self._args = (db_path, first_probe_delay, on_commit)
+        self._args = (db_path, first_probe_delay, on_commit, max_ports, max_targets)
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._writer: BatchWriter | None = None
         self._thread = threading.Thread(target=self._run, name="certhook-writer", daemon=True)

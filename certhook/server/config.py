@@ -140,9 +140,16 @@ class ServerConfig:
     https_listen: tuple[str, int] | None = None  # needs tls_cert and tls_key
     idle_timeout: float = 60.0
     max_connections: int = 4096
-    max_connections_per_address: int = 4096
+    # One address (an IPv6 /64) may hold 32 connections: a host with many
+    # lineages renewing at once needs a few, a NAT of a few dozen hosts fits,
+    # and it takes 128 addresses, not one, to fill max_connections.
+    max_connections_per_address: int = 32
     max_pending_per_connection: int = 64
     max_body: int = 64 * 1024
+    # Work one submission or account can cause: 64 ports x 100 names per
+    # submission at most, and 10,000 targets (connections per audit round).
+    max_ports_per_submission: int = 64
+    max_targets_per_account: int = 10000
     # auditing
     interval: float = 6 * 3600.0
     jitter: float = 0.1
@@ -278,6 +285,8 @@ _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "max_connections_per_address": _positive,
     "max_pending_per_connection": _positive,
     "max_body": _positive,
+    "max_ports_per_submission": _positive,
+    "max_targets_per_account": _positive,
 }
 _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "interval": _duration,

@@ -29,6 +29,8 @@ __all__ = [
     "add_account",
     "authenticate",
     "connect",
+    "count_targets",
+    "existing_targets",
     "hash_key",
     "list_accounts",
     "revoke_account",
@@ -208,6 +210,26 @@ def authenticate(conn: sqlite3.Connection, key: str | None, name: str | None = N
     if name is not None and not hmac.compare_digest(name.encode(), str(row[0]).encode()):
         return None
     return str(row[0])
+
+
+def count_targets(conn: sqlite3.Connection, account: str) -> int:
+    """How many targets ``account`` has."""
+    row = conn.execute("SELECT count(*) FROM targets WHERE account = ?", (account,)).fetchone()
+    return int(row[0])
+
+
+TargetKey = tuple[str, int, str]  # domain, port, protocol
+
+
+def existing_targets(conn: sqlite3.Connection, account: str,
+                     keys: set[TargetKey]) -> set[TargetKey]:
+    """Those of ``keys`` that ``account`` already has as targets."""
+    found = set()
+    for key in keys:  # each a lookup in the UNIQUE index
+        if conn.execute("SELECT 1 FROM targets WHERE account = ? AND domain = ? AND port = ?"
+                        " AND protocol = ?", (account, *key)).fetchone():
+            found.add(key)
+    return found
 
 
 class KeyCache:

@@ -30,11 +30,12 @@ forgotten first), so a flood from many addresses costs bounded memory.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import math
 import threading
 import time
 from typing import Callable
+
+from certhook.server.slots import address_key
 
 __all__ = ["ACCOUNT_FAILURES", "FAILURES", "MAX_TRACKED", "WINDOW", "Throttle", "message"]
 
@@ -52,15 +53,8 @@ def message(wait: float) -> str:
 
 
 def _address_key(address: str) -> str:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return f"addr {address[:64]}"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return f"addr {ip.ipv4_mapped}"
-        return f"addr {ipaddress.IPv6Network((int(ip) >> 64 << 64, 64))}"
-    return f"addr {ip}"
+    # the same key as the per-address connection limit (an IPv6 /64 is one)
+    return f"addr {address_key(address)[:64]}"
 
 
 class Throttle:

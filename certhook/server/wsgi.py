@@ -76,7 +76,9 @@ class AuditApp:
         self.throttle = throttle or Throttle()
         self._own: GroupCommitter | None = None
         if committer is None:
-            committer = self._own = GroupCommitter(config.db, config.first_probe_delay)
+            committer = self._own = GroupCommitter(
+                config.db, config.first_probe_delay, max_ports=config.max_ports_per_submission,
+                max_targets=config.max_targets_per_account)
         self.committer: Committer = committer
         self._started = self._own is None
         self._lock = threading.Lock()

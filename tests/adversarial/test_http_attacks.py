@@ -73,9 +73,13 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
     exe = Path(sys.executable).parent / "certhook"
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "certhook"]
     stderr = tmp_path / "serve.log"
+    # The attacks come from one address (127.0.0.2): lift the per-address limit
+    # (32) so that they reach the deadlines under test, not that limit.
+    conf = tmp_path / "serve.conf"
+    conf.write_text("[server]\nmax_connections_per_address = 2000\n")
     with open(stderr, "wb") as log:
         proc = subprocess.Popen(
-            [*argv, "serve", "--db", db, "--no-audit", "--log-level", "INFO",
+            [*argv, "serve", "--config", str(conf), "--db", db, "--no-audit", "--log-level", "INFO",
              "--line-listen", f"127.0.0.1:{ports[0]}", "--http-listen", f"127.0.0.1:{ports[1]}",
              "--https-listen", f"127.0.0.1:{ports[2]}", "--tls-cert", cert, "--tls-key", key],
             stdout=subprocess.DEVNULL, stderr=log)
