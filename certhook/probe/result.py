@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from certhook.x509 import Certificate
 
 __all__ = [
-    "SEVERITY", "STATUSES", "ProbeOptions", "ProbeResult", "exit_code", "rank", "worst_status",
+    "SEVERITY", "STATUSES", "AddressResult", "ProbeOptions", "ProbeResult", "exit_code", "rank",
+    "worst_status",
 ]
 
 #: Status -> exit code, as the monitoring-plugins guidelines define them.
@@ -47,6 +48,11 @@ class ProbeOptions:
     ca_file: str | None = None
     local_fingerprints: Mapping[str, Fingerprints] | None = None
     allow_address: Callable[[str], bool] | None = None
+    #: Every address of a name (True), or the first that answers (False).
+    all_addresses: bool = True
+    #: ``(host, port)`` -> addresses to connect to instead of resolving the
+    #: host (``--resolve``, as curl's); port 0 stands for every port.
+    resolve: Mapping[tuple[str, int], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         from certhook.probe.checks import NAME_CHECKS
@@ -55,6 +61,22 @@ class ProbeOptions:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
         if self.name_check not in NAME_CHECKS:
             raise ValueError(f"name_check must be one of {', '.join(NAME_CHECKS)}")
+
+
+@dataclass(frozen=True)
+class AddressResult:
+    """What one address behind a target served: a row of ``addresses`` in JSON."""
+
+    address: str
+    status: str
+    fingerprint: str | None
+    reasons: tuple[str, ...]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "status": self.status,
+                "fingerprint": self.fingerprint, "reasons": list(self.reasons),
+                "error": self.error}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -71,7 +93,9 @@ class ProbeResult:
     (the Python 3.9 chain fallback). ``chain`` is what the server sent,
     leaf first; ``earliest_chain_expiry`` its earliest ``notAfter``, and
     ``verified_chain_expiry`` the earliest ``notAfter`` of the chain that
-    verified to a trust anchor (Python 3.10+).
+    verified to a trust anchor (Python 3.10+). ``addresses`` holds each
+    address's own verdict; ``status`` is the worst of them, and the other
+    fields describe the address that gave it (``address``).
     """
 
     target: Target
@@ -95,6 +119,8 @@ class ProbeResult:
     verified_chain_expiry: datetime | None = None
     name_check: str = "cn_san"
     notes: tuple[str, ...] = ()
+    #: One row per address probed, in resolver order (one for a single address).
+    addresses: tuple[AddressResult, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -148,6 +174,7 @@ class ProbeResult:
             ],
             "local_match": self.local_match,
             "notes": list(self.notes),
+            "addresses": [row.to_json() for row in self.addresses],
             "elapsed": round(self.elapsed, 3),
         }
 
