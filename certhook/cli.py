@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the audit server"),
     "keys": ("keys", "manage the audit server's accounts and API keys"),
     "status": ("status", "print the audit server's report in the terminal"),
+    "recheck": ("recheck", "have the audit server probe a target now (--wait for the result)"),
 }
 
 

@@ -195,17 +195,14 @@ def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60
     )
 
 
-class CountingListener:
-    """A TCP listener that only counts (and closes) the connections it accepts."""
+class _Acceptor:
+    """A TCP listener on loopback whose thread hands each connection to ``_accepted``."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", backlog: int = 50) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.bind((host, 0))
-        self.sock.listen(50)
+        self.sock = socket.create_server((host, 0), family=family, backlog=backlog)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.accepted = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -216,13 +213,27 @@ class CountingListener:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.accepted += 1
-            conn.close()
+            self._accepted(conn)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
+
+
+class CountingListener(_Acceptor):
+    """A TCP listener that only counts (and closes) the connections it accepts."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.accepted = 0
+        super().__init__(host)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        conn.close()
 
 
 class TlsEndpoint:
@@ -381,3 +392,130 @@ def resolve_names(monkeypatch: Any, names: dict[str, str]) -> list[str]:
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     return looked
 
+
+
+# -- a real `certhook serve` process -------------------------------------------------------
+
+
+def certhook_argv() -> list[str]:
+    """How to run this venv's ``certhook`` (its launcher, else ``python -m certhook``)."""
+    import sys
+
+    exe = Path(sys.executable).parent / "certhook"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "certhook"]
+
+
+class ServeProcess:
+    """``certhook serve --config FILE`` in its own process, on free loopback ports.
+
+    ``audit`` is the text of the ``[audit]`` section (short timers for tests),
+    ``extra`` more sections. ``conf`` is the file written, for ``certhook
+    status/recheck --config``. Stopped with SIGTERM; its stderr is kept in
+    ``log`` for a failing assertion to show.
+    """
+
+    def __init__(self, tmp_path: Path, db: str, audit: str = "", extra: str = "") -> None:
+        import subprocess
+
+        from acmeenv import free_port, wait_for_port
+
+        self.line_port, self.http_port = free_port(), free_port()
+        self.line_address = ("127.0.0.1", self.line_port)
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.conf = tmp_path / "server.conf"
+        self.conf.write_text(
+            f"[server]\ndb = {db}\nline_listen = 127.0.0.1:{self.line_port}\n"
+            f"http_listen = 127.0.0.1:{self.http_port}\n[audit]\n{audit}\n{extra}\n")
+        self.log = tmp_path / "serve.log"
+        self._err = open(self.log, "wb")  # closed in stop()
+        self.proc = subprocess.Popen(
+            [*certhook_argv(), "serve", "--config", str(self.conf), "--log-level", "INFO"],
+            stdout=subprocess.DEVNULL, stderr=self._err,
+        )
+        try:
+            wait_for_port(self.line_port, 30)
+            wait_for_port(self.http_port, 30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def cli(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run ``certhook ARGS --config CONF``: (exit code, stdout, stderr)."""
+        import subprocess
+
+        done = subprocess.run([*certhook_argv(), *args, "--config", str(self.conf)],
+                              capture_output=True, text=True, timeout=timeout)
+        return done.returncode, done.stdout, done.stderr
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._err.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- targets for the auditor under attack (tests/adversarial, bench/audit.py) ---------------
+
+
+class ThreadedTlsServer(_Acceptor):
+    """A TLS server on loopback, one thread per connection: many probes at once."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.handshakes = 0
+        self._lock = threading.Lock()
+        super().__init__(backlog=512)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                with self._lock:
+                    self.handshakes += 1
+                tls.recv(1)  # until the prober closes
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+class Tarpit(_Acceptor):
+    """Accepts every connection and never says a word (until closed)."""
+
+    def __init__(self) -> None:
+        self.held: list[socket.socket] = []
+        super().__init__(backlog=4096)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        self.held.append(conn)
+
+    def close(self) -> None:
+        """Close the listener and every held connection (a probe stuck on one fails at once)."""
+        super().close()
+        for conn in self.held:
+            conn.close()
+
+
+def submit_names(address: tuple[str, int], key: str, names: list[str], port: int,
+                 chunk: int = 20) -> None:
+    """Submit ``names`` on ``port`` over the line protocol, ``chunk`` names a submission."""
+    client = LineClient(address)
+    try:
+        for i in range(0, len(names), chunk):
+            answer = client.ask(add_line(key, *names[i:i + chunk], port=port))
+            assert answer.startswith(b"ok"), answer
+    finally:
+        client.close()

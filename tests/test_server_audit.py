@@ -21,7 +21,9 @@ from server_helpers import (
     wait_until,
 )
 
+from certhook.server import audit, store
 from certhook.server.evaluate import TargetState, evaluate
+from certhook.server.recheck import mark_due
 
 NOW = 1_800_000_000.0
 OK = fake_result("ok", fingerprint="aa" * 32, days=60)
@@ -109,7 +111,10 @@ def test_submission_is_probed_soon_then_on_interval(tmp_path: Path) -> None:
         assert len(probe.calls) == 2  # not again before the interval
 
 
-def test_concurrency_is_bounded_and_listeners_stay_responsive(tmp_path: Path) -> None:
+def test_concurrency_is_bounded_and_listeners_stay_responsive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "FAST_BUDGET", 60.0)  # every probe stays in the fast lane
     db, keys = new_db(tmp_path, "alice")
     running_now, peak = [0], [0]
     lock = threading.Lock()
@@ -138,6 +143,60 @@ def test_concurrency_is_bounded_and_listeners_stay_responsive(tmp_path: Path) ->
         wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL")
                    == 0, what="all probed")
     assert peak[0] == 3
+
+
+def test_waiting_probes_move_to_a_bounded_slow_lane_and_do_not_block_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "FAST_BUDGET", 0.1)
+    db, keys = new_db(tmp_path, "alice")
+    release = threading.Event()
+    waiting, peak = [0], [0]
+    lock = threading.Lock()
+
+    def probe(target: Any, options: Any) -> Any:
+        if target.host.startswith("pit"):  # a tarpit: waits until the end of the test
+            with lock:
+                waiting[0] += 1
+                peak[0] = max(peak[0], waiting[0])
+            release.wait(60)
+            with lock:
+                waiting[0] -= 1
+            return BAD
+        return OK
+
+    slow_lane = 2 * audit.SLOW_PER_FAST
+    with running(config(db, concurrency=2, retry_interval=3600.0), probe_fn=probe) as srv:
+        try:
+            assert srv.line_address and srv.auditor
+            client = LineClient(srv.line_address)
+            pits = [f"pit{i}.example" for i in range(2 + slow_lane)]  # all held at once
+            for i in range(0, len(pits), 10):  # first: they head the queue
+                assert client.ask(add_line(keys["alice"], *pits[i:i + 10])).startswith(b"ok")
+            # the slow lane fills up, then the fast lane; never more
+            wait_until(lambda: waiting[0] == 2 + slow_lane, what="both lanes full")
+            time.sleep(0.5)
+            assert peak[0] == 2 + slow_lane and srv.auditor.moved == slow_lane
+            release.set()
+            wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS"
+                                         " NULL") == 0, what="every pit probed")
+            # the pits are known slow now: they start in the slow lane and leave the
+            # fast lane to the healthy targets submitted behind them
+            release.clear()
+            peak[0] = 0
+            conn = store.connect(db, create=False)
+            mark_due(conn, None, None, time.time())
+            conn.close()
+            healthy = [f"ok{i}.example" for i in range(30)]
+            for i in range(0, len(healthy), 10):
+                assert client.ask(add_line(keys["alice"], *healthy[i:i + 10])
+                                  ).startswith(b"ok")
+            wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE domain LIKE 'ok%'"
+                                         " AND last_probe IS NOT NULL") == 30,
+                       what="the healthy targets, while the slow lane is full")
+            assert peak[0] == slow_lane and waiting[0] == slow_lane
+        finally:
+            release.set()  # before the server stops: it waits for its probes
 
 
 def test_failures_trigger_retry_and_state_change(tmp_path: Path) -> None:
@@ -169,3 +228,49 @@ def test_wildcards_are_stored_not_probed(tmp_path: Path, domain: str) -> None:
         time.sleep(0.3)
     assert probe.calls == [("x.example.org", 443, "tls")]
     assert {t["domain"] for t in targets(db)} == {domain, "x.example.org"}
+
+
+# -- the timeline (issue 8): waiting, failed renewals, backoff -----------------------------
+
+
+def test_within_the_grace_the_target_is_waiting_not_ok() -> None:
+    expected = "bb" * 32
+    start = TargetState(state="ok", notified_state="ok", expected_fingerprint=expected,
+                        expected_since=NOW - 10)
+    ev = evaluate(start, OK, NOW, grace=300)
+    assert ev.state == "waiting" and ev.notices == [] and ev.failures == 0
+    assert ev.reasons[0].startswith("waiting for deployment until ")
+    until = time.strftime("%H:%M", time.gmtime(NOW - 10 + 300))
+    assert f"until {until} UTC" in ev.reasons[0]
+    # the grace is over: critical, confirmed at the threshold, and only then a notice
+    first = evaluate(TargetState(ev.state, ev.failures, ev.notified_state,
+                                 expected_fingerprint=expected, expected_since=NOW - 10),
+                     OK, NOW + 300, grace=300, threshold=2)
+    assert first.status == "critical" and first.state == "waiting" and not first.notices
+    second = evaluate(TargetState(first.state, first.failures, first.notified_state,
+                                  expected_fingerprint=expected, expected_since=NOW - 10),
+                      OK, NOW + 420, grace=300, threshold=2)
+    assert second.state == "critical" and second.notices[0]["kind"] == "not-deployed"
+    # served in time: ok again, and no notice (nothing was ever wrong)
+    live = evaluate(TargetState("waiting", 0, "ok", expected_fingerprint=expected,
+                                expected_since=NOW - 10),
+                    fake_result("ok", fingerprint=expected), NOW, grace=300)
+    assert live.state == "ok" and live.notices == [] and live.deployed is True
+
+
+def test_a_failed_renewal_is_shown_and_notified_at_once() -> None:
+    ev = evaluate(TargetState(state="ok", notified_state="ok", last_event="failed"), OK, NOW,
+                  threshold=2)
+    assert ev.state == "warning" and ev.status == "warning"
+    assert [n["kind"] for n in ev.notices] == ["problem"]
+    assert "certbot reported a failed renewal" in ev.reasons
+
+
+def test_failing_targets_back_off_to_the_cap() -> None:
+    from certhook.server.audit import backoff
+    from certhook.server.config import ServerConfig
+
+    cfg = ServerConfig(retry_interval=120.0, retry_max=3600.0, failure_threshold=2)
+    assert [backoff(cfg, n) for n in range(1, 9)] == [
+        120, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert backoff(ServerConfig(retry_interval=120.0, interval=600.0), 9) == 600

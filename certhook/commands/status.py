@@ -6,8 +6,10 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="the server's configuration file")
     parser.add_argument("--db", metavar="PATH",
-                        help="SQLite database (default /var/lib/certhook/certhook.db)")
+                        help="SQLite database (default: the config's, or "
+                             "/var/lib/certhook/certhook.db)")
     parser.add_argument("--account", metavar="NAME", help="only this account's targets")
     parser.add_argument("--json", action="store_true", help="JSON, as GET /api/v1/domains")
 
@@ -17,9 +19,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import sys
 
     from certhook.server import queries, report, store
-    from certhook.server.config import DEFAULT_DB
+    from certhook.server.config import load_config
 
-    conn = store.connect(args.db or DEFAULT_DB, create=False)
+    # a bad config file is one line on stderr (certhook.cli), not a usage message
+    db = load_config(args.config).with_overrides(db=args.db).db
+    conn = store.connect(db, create=False)
     try:
         if args.json:
             rows = queries.account_targets(conn, args.account)

@@ -154,10 +154,13 @@ class ServerConfig:
     interval: float = 6 * 3600.0
     jitter: float = 0.1
     first_probe_delay: float = 0.0
-    retry_interval: float = 300.0
+    # A failed probe is repeated after retry_interval, doubling after the
+    # failure is confirmed, up to retry_max (docs/server.md, "The timeline").
+    retry_interval: float = 120.0
+    retry_max: float = 3600.0
     concurrency: int = 16
     probe_timeout: float = 10.0
-    grace: float = 3600.0
+    grace: float = 300.0
     failure_threshold: int = 2
     warn_days: int = 21
     crit_days: int = 7
@@ -293,6 +296,7 @@ _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "jitter": _fraction,
     "first_probe_delay": _duration,
     "retry_interval": _duration,
+    "retry_max": _duration,
     "concurrency": _positive,
     "probe_timeout": _duration,
     "grace": _duration,

@@ -5,27 +5,35 @@ Pure: the target's stored fields and a probe result in, an
 
 * The probe's status (ok, warning, critical, unknown) is the starting
   point. When a submission told us the fingerprint of the certificate just
-  deployed and the endpoint still serves another one once the grace period
-  is over, that is its own finding, "renewed but not deployed" (critical).
+  deployed and the endpoint still serves another one, the target is
+  ``waiting`` (for deployment, until the end of the grace period: the
+  user's own reload hook runs after certhook's); once the grace is over,
+  serving another one is its own finding, "renewed but not deployed"
+  (critical).
 * A client's ``event failed`` (certbot could not renew) makes an ``ok``
-  target a ``warning`` until an ``event deployed`` or ``sync`` replaces it.
+  target a ``warning`` at once (it is the client's report, not a probe
+  that may have been unlucky) until an ``event deployed`` or ``sync``
+  replaces it.
 * A target leaves ``ok`` only after ``threshold`` consecutive failed probes
   (one timeout is not an outage); one good probe brings it back.
 * A notice goes out when the confirmed state differs from the last one
   notified (a failure, an escalation, a recovery), never for the first
-  ``ok`` of a new target; an expiry notice goes out once per threshold
-  (21, 7, 1 days) per served certificate.
+  ``ok`` of a new target, never for ``waiting``; an expiry notice goes out
+  once per threshold (21, 7, 1 days) per served certificate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from certhook.escape import visible
 
-__all__ = ["Evaluation", "TargetState", "evaluate"]
+__all__ = ["WAITING", "Evaluation", "TargetState", "evaluate", "waiting_reason"]
+
+#: The state of a target whose renewed certificate is not served yet, within the grace.
+WAITING = "waiting"
 
 
 @dataclass(frozen=True)
@@ -76,11 +84,69 @@ def _timestamp(value: Any) -> float | None:
     return None
 
 
+
+def waiting_reason(until: float) -> str:
+    """The reason shown while a renewed certificate is not served yet."""
+    clock = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M")
+    return f"waiting for deployment until {clock} UTC"
+
+
+@dataclass(frozen=True)
+class _Deployment:
+    deployed: bool | None = None
+    not_deployed: bool = False  # the grace is over and another certificate is served
+    waiting_until: float | None = None  # within the grace, another certificate is served
+    reason: str | None = None
+
+
+def _deployment(target: TargetState, served: str | None, now: float, grace: float
+                ) -> _Deployment:
+    expected = target.expected_fingerprint
+    if not (expected and served):
+        return _Deployment()
+    if served == expected:
+        return _Deployment(deployed=True)
+    since = target.expected_since or now
+    if now - since >= grace:
+        return _Deployment(False, True, None, (
+            f"renewed but not deployed: serving {served[:16]}..., the certificate deployed"
+            f" by certbot is {expected[:16]}..."))
+    until = since + grace
+    return _Deployment(False, False, until, (
+        f"{waiting_reason(until)}: serving {served[:16]}..., certbot deployed"
+        f" {expected[:16]}..."))
+
+
+def _notice_kind(target: TargetState, state: str, not_deployed: bool) -> str | None:
+    """The notice a newly confirmed ``state`` calls for, if any."""
+    if state == target.notified_state or state == WAITING:
+        return None
+    if target.notified_state is None and state == "ok":
+        return None  # the first ok of a new target is not news
+    if not_deployed:
+        return "not-deployed"
+    return "recovery" if state == "ok" else "problem"
+
+
+def _expiry(target: TargetState, ev: Evaluation, expiry_notices: tuple[int, ...]) -> None:
+    served, days_left = ev.served_fingerprint, ev.days_left
+    if served is None or days_left is None:
+        return
+    notified = target.notified_days if served == target.notified_for else frozenset()
+    crossed = {t for t in expiry_notices if days_left <= t}
+    fresh = crossed - notified
+    if fresh:
+        ev.notices.append({"kind": "expiry", "state": ev.state, "threshold": min(fresh),
+                           "previous": ev.state})
+    ev.notified_days = frozenset(notified | crossed)
+    ev.notified_for = served
+
+
 def evaluate(
     target: TargetState,
     result: Any,
     now: float,
-    grace: float = 3600.0,
+    grace: float = 300.0,
     threshold: int = 2,
     expiry_notices: tuple[int, ...] = (21, 7, 1),
 ) -> Evaluation:
@@ -94,62 +160,46 @@ def evaluate(
         reasons.append(visible(str(result.error)))
     leaf = result.leaf
     served = getattr(leaf, "fingerprint_sha256", None) if leaf is not None else None
-    days_left = result.days_left
     not_after = _timestamp(result.not_after)
     if not_after is None and leaf is not None:
         not_after = _timestamp(getattr(leaf, "not_valid_after_utc", None))
 
-    deployed: bool | None = None
-    not_deployed = False
-    recheck_at = None
-    expected = target.expected_fingerprint
-    if expected and served:
-        deployed = served == expected
-        if not deployed:
-            since = target.expected_since or now
-            if now - since >= grace:
-                not_deployed = True
-                status = "critical"
-                reasons.insert(0, f"renewed but not deployed: serving {served[:16]}..., the "
-                                  f"certificate deployed by certbot is {expected[:16]}...")
-            else:
-                recheck_at = since + grace
-                reasons.append("renewed certificate not served yet (within the grace period)")
+    dep = _deployment(target, served, now, grace)
+    if dep.not_deployed and dep.reason:
+        status = "critical"
+        reasons.insert(0, dep.reason)
+    elif dep.reason:
+        reasons.insert(0, dep.reason)
 
+    reported = False
     if target.last_event == "failed":
         # The client said certbot failed to renew; what is served may still be
         # fine for a while, but someone should look (until a deployed event).
         reasons.append("certbot reported a failed renewal")
         if status == "ok":
-            status = "warning"
+            status, reported = "warning", True
 
-    failures = 0 if status == "ok" else target.failures + 1
-    confirmed = status == "ok" or failures >= threshold
-    state = status if confirmed else target.state
+    if dep.waiting_until is not None and status != "unknown":
+        # The renewal is in flight: neither a failure nor an ok, and no notice.
+        failures, state, confirmed = 0, WAITING, False
+    else:
+        failures = 0 if status == "ok" else target.failures + 1
+        confirmed = status == "ok" or reported or failures >= threshold
+        state = status if confirmed else target.state
 
     ev = Evaluation(
-        status=status, reasons=reasons, state=state, failures=failures, deployed=deployed,
-        served_fingerprint=served, days_left=days_left, not_after=not_after,
-        issuer=_issuer(leaf), notified_state=target.notified_state,
+        status=status, reasons=reasons, state=state, failures=failures,
+        deployed=dep.deployed, served_fingerprint=served, days_left=result.days_left,
+        not_after=not_after, issuer=_issuer(leaf), notified_state=target.notified_state,
         notified_days=target.notified_days, notified_for=target.notified_for,
-        not_deployed=not_deployed, recheck_at=recheck_at,
+        not_deployed=dep.not_deployed, recheck_at=dep.waiting_until,
     )
-    if confirmed and state != target.notified_state:
-        if not (target.notified_state is None and state == "ok"):
-            kind = "recovery" if state == "ok" else "problem"
-            if not_deployed:
-                kind = "not-deployed"
+    if confirmed:
+        kind = _notice_kind(target, state, dep.not_deployed)
+        if kind is not None:
             ev.notices.append({"kind": kind, "state": state,
                                "previous": target.notified_state or "new"})
         ev.notified_state = state
-
-    if served is not None and days_left is not None:
-        notified = target.notified_days if served == target.notified_for else frozenset()
-        crossed = {t for t in expiry_notices if days_left <= t}
-        fresh = crossed - notified
-        if fresh:
-            ev.notices.append({"kind": "expiry", "state": state, "threshold": min(fresh),
-                               "previous": state})
-        ev.notified_days = frozenset(notified | crossed)
-        ev.notified_for = served
+    if state != WAITING:
+        _expiry(target, ev, expiry_notices)
     return ev

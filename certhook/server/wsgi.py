@@ -130,6 +130,9 @@ class AuditApp:
             self._allow(method, "GET")
             account = self._bearer(environ)
             return self._listing(environ, path, account)
+        if path == "/api/v1/recheck":
+            self._allow(method, "POST")
+            return self._recheck(environ)
         if path in ("/", "/index.html"):
             self._allow(method, "GET")
             return self._report(environ)
@@ -263,6 +266,30 @@ class AuditApp:
         if not sink.wait(_WAIT) or job.response is None:
             return Response.error("unavailable", "the database did not answer in time")
         return job.response
+
+    def _recheck(self, environ: dict[str, Any]) -> Answer:
+        """``{"target": "HOST:PORT/PROTOCOL"}`` (or a name) or ``{"all": true}``: probe now."""
+        import time
+
+        from certhook.server import recheck
+
+        account = self._bearer(environ)
+        body = self._read_json(environ)
+        if not isinstance(body, dict) or (body.get("all") is True) == ("target" in body):
+            raise _HttpError(400, "syntax",
+                             'send {"target": "HOST:PORT/PROTOCOL"} or {"all": true}')
+        try:
+            selector = None if body.get("all") is True else recheck.parse_selector(
+                str(body["target"]))
+        except ParseError as exc:
+            raise _HttpError(400, "syntax", exc.reason) from None
+        now = time.time()
+        rows = recheck.mark_due(self._conn(), account, selector, now)
+        if not rows:
+            raise _HttpError(404, "syntax", "no such target in this account")
+        data = {"ok": True, "requested": queries.iso(now), "targets": [
+            {"domain": r["domain"], "port": r["port"], "protocol": r["protocol"]} for r in rows]}
+        return 200, [("Content-Type", "application/json")], _dumps(data)
 
     def _report(self, environ: dict[str, Any]) -> Answer:
         from certhook.server import report
