@@ -34,6 +34,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -247,11 +248,11 @@ class Auditor(Worker):
             crit_days=self.config.crit_days, ca_file=self.config.ca_file,
             allow_address=self._guard,
         )
-        address = dict(self.config.resolve).get(domain)
-        if address is None:
-            target = Target(domain, port, protocol)
-        else:  # [audit] resolve: connect there, but check the certificate for the name
-            target = Target(address, port, protocol, servername=domain, expect_name=domain)
+        # [audit] resolve: connect to the listed addresses (every one of them),
+        # sending the name as SNI and checking the certificate for it.
+        pinned = tuple(address for name, address in self.config.resolve if name == domain)
+        options = replace(options, resolve={(domain, 0): pinned}) if pinned else options
+        target = Target(domain, port, protocol)
         try:
             result = self._probe(target, options)
         except Exception as exc:  # the probe should not raise; a bug must not stop auditing
