@@ -8,6 +8,7 @@ curve parameters is read as the curve it spells out, not as a 0-bit key.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from probe_helpers import CA, Issued, Server, _pem_key, serve, write
 
+from certhook.cli import main
 from certhook.probe import ProbeOptions, parse_target, probe
 from certhook.probe.checks import match_dns_name, weakness_findings
 from certhook.x509 import load_pem
@@ -141,3 +143,50 @@ def test_explicit_curve_key_over_real_tls(root: CA, tmp_path: Path) -> None:
     assert report["error"] is None, report
     assert (report["key_bits"], report["curve"]) == (256, "secp256r1 (explicit parameters)")
     assert not any(r.startswith("weak key") for r in report["reasons"]), report["reasons"]
+
+
+# -- IP-address certificates (issue 10 item 6) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ip_cert(root: CA) -> Issued:
+    return root.issue("127.0.0.1", "::1", cn=None)
+
+
+@pytest.mark.parametrize(("host", "written"), [
+    ("127.0.0.1", "127.0.0.1:{port}"),
+    ("127.0.0.1", "127.0.0.1:{port}/tls"),
+    ("::1", "[::1]:{port}/tls"),
+    ("::1", "[0:0:0:0:0:0:0:1]:{port}"),
+    ("::1", "[0000:0000::0001]:{port}/tls"),
+])
+def test_ip_target_sends_no_sni_and_matches_its_san(
+        root: CA, ip_cert: Issued, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        host: str, written: str) -> None:
+    ca_file = write(tmp_path / "ca.pem", root.pem)
+    with serve(ip_cert, host=host) as server:
+        code = main(["probe", written.format(port=server.port), "--ca-file", ca_file,
+                     "--format", "json"])
+    (report,) = json.loads(capsys.readouterr().out)
+    assert (code, report["status"], report["name_check"]) == (0, "ok", True), report
+    assert report["servername"] is None
+    assert server.snis == [None]  # RFC 6066 section 3: no literal address in SNI
+
+
+@pytest.mark.parametrize("expect", ["0:0:0:0:0:0:0:1", "::0001", "127.0.0.1"])
+def test_expected_address_in_any_written_form(root: CA, ip_cert: Issued, tmp_path: Path,
+                                              expect: str) -> None:
+    report = _probe(ip_cert, root, tmp_path, expect)
+    assert (report["status"], report["name_check"]) == ("ok", True), report["reasons"]
+
+
+def test_ipv4_mapped_address_does_not_match_an_ipv4_san(root: CA, tmp_path: Path) -> None:
+    # An IPv4 iPAddress is 4 octets, ::ffff:127.0.0.1 is 16: OpenSSL's
+    # X509_check_ip and pyca's verifier compare the octets, and refuse.
+    issued = root.issue("127.0.0.1", cn=None)
+    ca_file = write(tmp_path / "ca.pem", root.pem)
+    with serve(issued) as server:  # reached over IPv4 through the mapped address
+        report = probe(parse_target(f"[::ffff:127.0.0.1]:{server.port}"),
+                       ProbeOptions(timeout=5, ca_file=ca_file)).to_json()
+    assert report["name_check"] is False and report["error"] is None
+    assert server.snis == [None]
