@@ -23,6 +23,11 @@ fetch per run, then the cached, verified CRL serves every target.
 Targets: certhook at least 10 times faster than the openssl loop, and within
 1.5 times the floor, with revocation checking on as well. Nothing leaves
 loopback.
+
+Every address (``--addresses K``, default 3): each endpoint also listens on
+127.0.0.2 ... 127.0.0.K, same port, and ``certhook probe NAME:PORT`` runs
+with ``--resolve NAME:*:`` one address, then all K. Target: every-address
+mode costs at most K times the single-address run.
 """
 
 from __future__ import annotations
@@ -107,15 +112,30 @@ class _Delayed(asyncio.Protocol):
         pass
 
 
-async def _serve(count: int, certs: str, key: str) -> None:
+def _hosts(addresses: int) -> list[str]:
+    return [f"127.0.0.{index}" for index in range(1, addresses + 1)]
+
+
+async def _serve(count: int, certs: str, key: str, addresses: int) -> None:
     loop = asyncio.get_running_loop()
     servers = []
+    ports = []
     for index in range(count):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(os.path.join(certs, f"{index}.pem"), key)
-        servers.append(await loop.create_server(
-            lambda context=context: _Delayed(context), "127.0.0.1", 0, backlog=128))
-    ports = [server.sockets[0].getsockname()[1] for server in servers]
+        while True:  # one port on every address: retry when another holds it on one
+            first = await loop.create_server(
+                lambda context=context: _Delayed(context), "127.0.0.1", 0, backlog=128)
+            port = first.sockets[0].getsockname()[1]
+            try:
+                servers.append(first)
+                for host in _hosts(addresses)[1:]:
+                    servers.append(await loop.create_server(
+                        lambda context=context: _Delayed(context), host, port, backlog=128))
+            except OSError:
+                continue
+            ports.append(port)
+            break
     print(json.dumps(ports), flush=True)
     # Serve until the parent closes our stdin.
     await loop.run_in_executor(None, sys.stdin.read)
@@ -189,11 +209,14 @@ def main() -> int:
                         help="runs of certhook and the floor; the median counts (default 3)")
     parser.add_argument("--crl", action="store_true",
                         help="leaves name a loopback CRL; also time certhook probe --crl")
-    parser.add_argument("--serve", nargs=3, metavar=("N", "CERTS", "KEY"),
+    parser.add_argument("--addresses", type=int, default=3,
+                        help="addresses per endpoint in the every-address run (default 3)")
+    parser.add_argument("--serve", nargs=4, metavar=("N", "CERTS", "KEY", "ADDRESSES"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(int(args.serve[0]), args.serve[1], args.serve[2]))
+        asyncio.run(_serve(int(args.serve[0]), args.serve[1], args.serve[2],
+                           int(args.serve[3])))
         return 0
     sys.path.insert(0, str(ROOT))
     from certhook.probe import DEFAULT_CONCURRENCY
@@ -209,7 +232,8 @@ def main() -> int:
         web = CaWeb()
     with tempfile.TemporaryDirectory() as tmp:
         ca, certs, key = _mint(Path(tmp), count, web)
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(count), certs, key],
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(count), certs, key,
+                                   str(args.addresses)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None
@@ -241,6 +265,18 @@ def main() -> int:
                                                   env=env, cwd=tmp))
                 for label, argv in floors.items():
                     runs[label].append(_timed(argv))
+            # Every address: the same endpoints by name, pinned to one address, then all.
+            named = Path(tmp) / "named"
+            named.write_text("".join(f"{NAME}:{p}\n" for p in ports))
+            by_name = [*certhook[:5], str(named), *certhook[6:], "--resolve"]
+            hosts = _hosts(args.addresses)
+            every = {"certhook, 1 address": [*by_name, f"{NAME}:*:{hosts[0]}"],
+                     f"certhook, every address ({len(hosts)})":
+                         [*by_name, f"{NAME}:*:{','.join(hosts)}"]}
+            runs.update({label: [] for label in every})
+            for _ in range(repeat):
+                for label, argv in every.items():
+                    runs[label].append(_timed(argv, _certhook_ok(count), env=env, cwd=tmp))
             times.update({label: statistics.median(values) for label, values in runs.items()})
             times["openssl s_client loop (sequential)"] = _timed(["bash", "-c", loop])
         finally:
@@ -271,6 +307,12 @@ def _report(times: dict[str, float], count: int, concurrency: int, repeat: int) 
         with_crl = times[CRL_LABEL] / floor
         print(f"certhook --crl vs floor: {with_crl:.2f}x the floor (target <= 1.5x)"
               f" {'PASS' if with_crl <= 1.5 else 'FAIL'}")
+    single = times["certhook, 1 address"]
+    label = next(key for key in times if key.startswith("certhook, every address"))
+    addresses = int(label.rsplit("(", 1)[1].rstrip(")"))
+    ratio = times[label] / single
+    print(f"every address vs one: {ratio:.2f}x for {addresses} addresses (target <="
+          f" {addresses}x) {'PASS' if ratio <= addresses else 'FAIL'}")
 
 
 if __name__ == "__main__":

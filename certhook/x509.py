@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 
 from certhook import _der
 from certhook import _x509_names as _names
+from certhook._x509_curves import explicit_curve
 from certhook._x509_extensions import Extensions, parse_extensions
 from certhook.errors import LocalError, ParseError
 
@@ -40,7 +41,11 @@ class Certificate:
     is cryptography's ``key_size`` where it has one (RSA modulus bits, DSA
     prime bits, the EC curve's size); Ed25519 and Ed448 keys have none
     there, so they report 256 and 456, the sizes of those public keys in
-    bits. A key of unknown type, or on an unknown curve, reports 0.
+    bits. A key of unknown type, or on an unknown named curve, reports 0. An
+    EC key with explicit parameters (``specifiedCurve``, which RFC 5480
+    forbids and cryptography cannot name) reports the named curve they
+    spell out, or the field size, with ``curve`` ending in
+    " (explicit parameters)".
     ``signature_algorithm`` is cryptography's ``signature_algorithm_oid._name``,
     except that an OID it has no name for gives the dotted OID rather than
     "Unknown OID". ``subject_der`` and ``issuer_der`` are the Names' DER, for
@@ -264,6 +269,10 @@ def _parse_key(der: bytes, start: int, end: int) -> tuple[str, int, str | None]:
             named = _names.CURVES.get(der[params[1] : params[2]])
             if named is not None:
                 return "ecdsa", named[1], named[0]
+        if params is not None and params[0] == _der.SEQUENCE:
+            # specifiedCurve: the curve spelled out; name it when it is a named one.
+            name, bits = explicit_curve(der, params[1], params[2])
+            return "ecdsa", bits, f"{name or 'unknown'} (explicit parameters)"
         return "ecdsa", 0, None
     if oid == _names.ED25519:
         return "ed25519", 256, None

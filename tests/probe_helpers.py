@@ -244,7 +244,7 @@ class Server:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((self.host, 0))
+        self.listener.bind((self.host, self.port))  # port 0 (default): any free one
         self.listener.listen(64)
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]

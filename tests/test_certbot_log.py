@@ -20,6 +20,7 @@ from certhook.certbot.log import (
     LogParser,
     Run,
     last_events,
+    last_events_for,
     parse_log,
     read_log_file,
     read_logs,
@@ -140,10 +141,22 @@ WORDINGS: list[tuple[str, tuple[str, ...], list[tuple[str, str, str | None]]]] =
                                "configuration file /etc/letsencrypt/renewal/a.conf (cert: a) "
                                "produced an unexpected error: bad conf. Skipping."),
      [("a", "failed", "bad conf")]),
-    ("0.16-conf-error", (*OLD_HEAD, "WARNING:certbot.renewal:Renewal configuration file "
+    # renew's wording before 0.17; the lineage listing's in every version
+    ("0.16-conf-error", ("DEBUG:certbot.main:certbot version: 0.16.0",
+                         "DEBUG:certbot.main:Arguments: []",
+                         "WARNING:certbot.renewal:Renewal configuration file "
                          "/etc/letsencrypt/renewal/a.conf produced an unexpected error: x. "
                          "Skipping."),
      [("a", "failed", "x")]),
+    ("listing-conf-error", (*HEAD, "WARNING:certbot._internal.cert_manager:Renewal "
+                            "configuration file /etc/letsencrypt/renewal/a.conf produced an "
+                            "unexpected error: [Errno 13] Permission denied: "
+                            "'/etc/letsencrypt/live/a/privkey.pem'. Skipping."),
+     [("a", "conf_error", "[Errno 13] Permission denied: '/etc/letsencrypt/live/a/privkey.pem'")]),
+    ("0.31-listing-conf-error", (*OLD_HEAD, "WARNING:certbot.cert_manager:Renewal configuration"
+                                 " file /etc/letsencrypt/renewal/a.conf produced an unexpected"
+                                 " error: x. Skipping."),
+     [("a", "conf_error", "x")]),
     ("conf-broken", (*HEAD, processing("a"), "ERROR:certbot._internal.renewal:Renewal "
                      "configuration file /etc/letsencrypt/renewal/a.conf is broken."),
      [("a", "failed", "is broken.")]),
@@ -270,6 +283,13 @@ FIXTURE_EVENTS = [
         ("c.example.org", "hook_error")]),
     ("certbot-0.31-dryrun.log", "0.31.0", True, [
         ("a.example.org", "simulated"), ("b.example.org", "simulated")]),
+    # before 1.10 a not-due lineage is never named; the post-hook after it is
+    # not lost with it: it concerns every lineage renewed
+    ("certbot-1.9-renew.log", "1.9.0", False, [
+        ("a.example.org", "renewed"), ("a.example.org", "hook_error")]),
+    ("certbot-5.8-certificates-denied.log", "5.8.0", False, [
+        ("a.example.org", "conf_error"), ("b.example.org", "conf_error"),
+        ("c.example.org", "conf_error"), ("d.example.org", "conf_error")]),
     ("certbot-1.10-renew.log", "1.10.1", False, [
         ("a.example.org", "not_due"), ("b.example.org", "renewed"),
         ("b.example.org", "hook_error"), ("c.example.org", "failed"),
@@ -301,6 +321,30 @@ def test_fixture_logs(name: str, version: str, dry_run: bool,
     assert (run.certbot_version, run.dry_run) == (version, dry_run)
     assert events(runs) == expected
     assert run.started is not None and all(event.time >= run.started for event in run.events)
+
+
+def test_a_listing_error_is_not_a_failed_renewal(tmp_path: Path) -> None:
+    """``certbot certificates`` as a user who may not read the keys: the four
+    lineages stay renewed, and nothing would report them failed."""
+    renew = (LOGS / "certbot-1.10-renew.log").read_text()
+    listing = (LOGS / "certbot-5.8-certificates-denied.log").read_text()
+    (tmp_path / "letsencrypt.log.1").write_text(renew)
+    (tmp_path / "letsencrypt.log").write_text(listing)
+    runs = read_logs(str(tmp_path))
+    assert [event.outcome for event in runs[-1].events] == ["conf_error"] * 4
+    assert not any(event.outcome == "failed" for event in runs[-1].events)
+    # the renew run's outcomes stay the lineages' last events
+    assert last_events(runs)["a.example.org"].outcome == "not_due"
+    found = last_events_for(str(tmp_path), {"a.example.org", "b.example.org", "c.example.org"})
+    assert {name: event.outcome for name, event in found.items()} == {
+        "a.example.org": "not_due", "b.example.org": "hook_error", "c.example.org": "failed"}
+    only = last_events_for(str(tmp_path / "x"), {"a.example.org"})
+    assert only == {}
+    (tmp_path / "letsencrypt.log.1").unlink()
+    lone = last_events_for(str(tmp_path), {"d.example.org"})
+    assert lone["d.example.org"].outcome == "conf_error"  # nothing better known
+    assert lone["d.example.org"].message == (
+        "[Errno 13] Permission denied: '/etc/letsencrypt/live/d.example.org/privkey.pem'")
 
 
 def test_real_5_8_details() -> None:
@@ -411,7 +455,7 @@ LINES = [line for path in FIXTURES for line in path.read_text().splitlines()]
 @given(st.lists(st.sampled_from(LINES), max_size=40))
 def test_shuffled_real_lines_never_crash(lines: list[str]) -> None:
     runs = parse_log("\n".join(lines), "x")
-    outcomes = {"renewed", "failed", "not_due", "simulated", "hook_error"}
+    outcomes = {"renewed", "failed", "not_due", "simulated", "hook_error", "conf_error"}
     assert all(e.outcome in outcomes and e.lineage is not None for e in
                (event for run in runs for event in run.events))
 

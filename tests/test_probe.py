@@ -161,8 +161,11 @@ CASES: dict[str, Case] = {
                              fields={"name_check": True, "name_check_mode": "cn"}),
     "cn mode mismatch": Case(leaf("a.example.org", cn="b.example.org"), "critical",
                              name_check="cn", reasons=("not in CN b.example.org",)),
-    "cn_san falls back to cn without san": Case(leaf(cn="a.example.org"), "ok",
-                                                fields={"sans": [], "name_check": True}),
+    # The name channel matches the CN (PRTG's meaning), but clients reject the certificate.
+    "cn_san falls back to cn without san": Case(
+        leaf(cn="a.example.org"), "critical",
+        reasons=("no subjectAltName: modern clients reject it",),
+        fields={"sans": [], "name_check": True}),
     "name check off": Case(leaf("b.example.org"), "ok", name_check="none",
                            fields={"name_check": None}),
     "self-signed": Case(_self_signed, "critical", reasons=("untrusted: self-signed certificate",),

@@ -102,8 +102,23 @@ def test_next_address_after_a_dead_one(monkeypatch: pytest.MonkeyPatch,
         # ::1 has nothing on that port: refused, then 127.0.0.1 answers.
         _fake_resolver(monkeypatch, {"www.example.localhost": ["::1", "127.0.0.1"]})
         result = probe(Target("www.example.localhost", server.port),
-                       ProbeOptions(ca_file=ca_file))
+                       ProbeOptions(ca_file=ca_file, all_addresses=False))
     assert (result.status, result.address) == ("ok", "127.0.0.1")
+
+
+def test_every_address_a_dead_one_makes_the_target_unknown(
+        monkeypatch: pytest.MonkeyPatch, ca: tuple[CA, str]) -> None:
+    root, ca_file = ca
+    issued = root.issue("www.example.localhost")
+    with serve(issued) as server:
+        _fake_resolver(monkeypatch, {"www.example.localhost": ["::1", "127.0.0.1"]})
+        result = probe(Target("www.example.localhost", server.port),
+                       ProbeOptions(ca_file=ca_file))
+    assert result.status == "unknown" and result.error is None
+    assert result.reasons == ("connection refused by ::1 (on ::1: 1 of 2 addresses)",)
+    assert [(row.address, row.status, row.fingerprint) for row in result.addresses] == [
+        ("::1", "unknown", None), ("127.0.0.1", "ok", issued.fingerprint)]
+    assert result.leaf is not None  # what 127.0.0.1 served is still reported
 
 
 def test_unresolvable_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,8 +150,10 @@ def test_allow_address_is_asked_before_connecting(monkeypatch: pytest.MonkeyPatc
         _fake_resolver(monkeypatch, {"www.example.localhost": ["::1", "127.0.0.1"]})
         result = probe(Target("www.example.localhost", server.port),
                        ProbeOptions(ca_file=ca_file, allow_address=allow))
-    assert asked == ["::1", "127.0.0.1"]
+    assert asked[:2] == ["::1", "127.0.0.1"] and set(asked) == {"::1", "127.0.0.1"}
     assert (result.status, result.address) == ("ok", "127.0.0.1")
+    assert result.notes == ("not probed: ::1 (address not allowed)",)
+    assert [row.address for row in result.addresses] == ["127.0.0.1"]
 
 
 def test_all_addresses_refused_means_no_connection() -> None:
@@ -251,7 +268,8 @@ def test_untrusted_name_is_resolved_once(monkeypatch: pytest.MonkeyPatch,
         result = probe(Target("www.example.localhost", server.port),
                        ProbeOptions(allow_address=allow))  # system roots: untrusted
     assert (result.status, result.trusted, result.address) == ("critical", False, "127.0.0.1")
-    # One lookup of the name; the second handshake goes to the address that answered.
-    assert asked == ["www.example.localhost", "127.0.0.1"]
-    assert allowed == ["::1", "127.0.0.1", "127.0.0.1"]
+    # One lookup of the name, none of its addresses; each address once, the
+    # second handshake to the address that answered (::1 refuses: nothing there).
+    assert asked == ["www.example.localhost"]
+    assert sorted(allowed) == ["127.0.0.1", "127.0.0.1", "::1"]
     assert server.connections == 2

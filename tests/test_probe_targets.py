@@ -37,6 +37,14 @@ from certhook.probe.targets import expected_fingerprints
     ("::1", None, Target("::1", 443, "tls")),
     ("[2001:DB8::1]:25", None, Target("2001:db8::1", 25, "smtp")),
     ("[::1]:5432/postgres", None, Target("::1", 5432, "postgres")),
+    # IPv6 in brackets with port and protocol, alone, in any written form
+    ("[::1]:8443/tls", None, Target("::1", 8443, "tls")),
+    ("[2001:db8::5]", None, Target("2001:db8::5", 443, "tls")),
+    ("[2001:db8::5]/smtp", None, Target("2001:db8::5", 25, "smtp")),
+    ("::1/tls", None, Target("::1", 443, "tls")),
+    ("[0:0:0:0:0:0:0:1]:443", None, Target("::1", 443, "tls")),
+    ("[2001:0DB8:0000::0005]:25/tls", None, Target("2001:db8::5", 25, "tls")),
+    ("[fe80::1%eth0]:443", None, Target("fe80::1%eth0", 443, "tls")),
 ])
 def test_parse_target(text: str, starttls: str | None, expected: Target) -> None:
     assert parse_target(text, starttls) == expected

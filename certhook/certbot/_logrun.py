@@ -11,7 +11,11 @@ What a renewal run looks like, by certbot version (from certbot's source:
   is only logged since 1.10 (``notification`` began to log). Before, a
   lineage is named by a later line: the failure, "Writing certificate to
   .../archive/NAME/certN.pem", "Dry run: skipping updating lineage at ...".
-  A 0.x "Cert not yet due for renewal" has no such line and is dropped.
+  A "Cert not yet due for renewal" of any version before 1.10 (0.x and
+  1.0 to 1.9 alike) has no such line and is dropped; so that the hooks
+  after it are not dropped with it, "Running post-hook command" (and a
+  post-hook's error) ends the lineage at hand: a post-hook runs once, after
+  every lineage, for all those the run renewed.
 - Due: "Cert is due for renewal, auto-renewing..." (before 1.16),
   "Certificate is due ..." (1.16+), "Auto-renewal forced with
   --force-renewal...", "Renewing an existing certificate[ for ...]". An
@@ -20,6 +24,13 @@ What a renewal run looks like, by certbot version (from certbot's source:
   "Attempting to renew cert (NAME) from CONF produced an unexpected error:
   TEXT. Skipping." (0.17 to 1.10); "Attempting to renew cert from CONF ..."
   (before 0.17); a broken conf: "Renewal configuration file CONF ...".
+- A conf that cannot be read while certbot lists lineages (``certbot
+  certificates``, and every command that looks lineages up,
+  ``cert_manager``): "Renewal configuration file CONF produced an
+  unexpected error: TEXT. Skipping.", without the "(cert: NAME)" that
+  ``renew`` writes since 0.17. That is a problem of the lineage (often of
+  the user who ran the listing: a private key it may not read), not a
+  renewal outcome: ``conf_error``, which never passes for a failed renewal.
 - Not due: "Certificate not yet due for renewal" (1.16+), "Cert not ..."
 - The summary, logged since 1.10 (failures always): "  PATH (success)",
   "  PATH (failure)", "  PATH expires on DATE (skipped)", "  CONF (parsefail)".
@@ -50,6 +61,13 @@ _DECISIONS = [
     (re.compile(r"Renewing an existing certificate(?: for .*)?"), "continue"),
     (re.compile(r"Simulating renewal of an existing certificate(?: for .*)?"), "dry_continue"),
 ]
+# renew's wording before 0.17, and the lineage listing's in every version.
+_LISTING_ERROR = re.compile(r"Renewal configuration file (\S+) produced an unexpected error: "
+                            + r"(.*?)(?:\. Skipping\.)?", re.S)
+# The first certbot whose renew says "(cert: NAME)" in its conf errors.
+_CERT_IN_CONF_ERROR = (0, 17)
+_POST_HOOK = re.compile(r"Running post-hook command: .*|post-hook command .*|"
+                        r"Hook 'post-hook' reported error code \d+", re.S)
 _RENEW_FAILURES = re.compile(r"\d+ renew failure\(s\), \d+ parse failure\(s\)")
 _SKIPPING = r"(.*?)(?:\. Skipping\.)?"
 # (pattern, is a renewal failure (else a broken conf), group of the lineage name,
@@ -62,8 +80,7 @@ _FAILURES = [
                 + _SKIPPING, re.S), True, 0, 1, 2),
     (re.compile(r"Renewal configuration file (.+?) \(cert: (.+?)\) produced an unexpected "
                 r"error: " + _SKIPPING, re.S), False, 2, 0, 3),
-    (re.compile(r"Renewal configuration file (\S+) produced an unexpected error: "
-                + _SKIPPING, re.S), False, 0, 1, 2),
+    (_LISTING_ERROR, False, 0, 1, 2),
     (re.compile(r"Renewal configuration file (\S+) (.*)", re.S), False, 0, 1, 2),
 ]
 # Lines naming the lineage at hand in logs without "Processing" (before 1.10).
@@ -98,12 +115,13 @@ _REPORT = re.compile(
     r"  (\S.*?)(?: expires on \d{4}-\d\d-\d\d)? \((success|failure|skipped|parsefail)\)")
 _REPORT_OUTCOME = {"success": "renewed", "failure": "failed", "skipped": "not_due",
                    "parsefail": "failed"}
-_RANK = {"not_due": 1, "renewed": 2, "failed": 3}
+_RANK = {"conf_error": 0, "not_due": 1, "renewed": 2, "failed": 3}
 
 
 @dataclass(frozen=True)
 class LogEvent:
-    """What happened to one lineage: renewed, failed, not_due, simulated, hook_error."""
+    """What happened to one lineage: renewed, failed, not_due, simulated, hook_error,
+    or conf_error (its conf could not be read when certbot listed lineages)."""
 
     lineage: str
     outcome: str
@@ -274,6 +292,8 @@ class RunBuilder:
             if pattern.fullmatch(message):
                 self._decide(time, decision)
                 return
+        if _POST_HOOK.fullmatch(text):
+            self._close(time)  # the post-hook concerns every lineage renewed, not the last
         if self._failure(time, text) or self._hook_error(time, text, recent):
             return
         segment = self.segment
@@ -301,11 +321,20 @@ class RunBuilder:
             segment = self._open(None)
         segment.decision, segment.time = decision, time
 
+    def _listing(self) -> bool:
+        """Whether the plain conf error is the listing's (not renew's before 0.17)."""
+        numbers = re.findall(r"\d+", self.version or "")[:2]
+        return len(numbers) == 2 and tuple(map(int, numbers)) >= _CERT_IN_CONF_ERROR
+
     def _failure(self, time: datetime, text: str) -> bool:
         for pattern, renewing, name_group, conf_group, error_group in _FAILURES:
             match = pattern.fullmatch(text)
             if not match:
                 continue
+            if pattern is _LISTING_ERROR and self._listing():
+                name = _lineage_of(match.group(conf_group))
+                self._result(name, "conf_error", time, match.group(error_group).strip() or None)
+                return True
             segment = self.segment
             error = match.group(error_group)
             if name_group:

@@ -23,6 +23,8 @@ __all__ = [
     "last_events_for", "log_files", "parse_log", "read_log_file", "read_logs",
 ]
 
+# Outcomes that are a lineage's last event only when it has no renewal outcome.
+_FALLBACK = ("simulated", "conf_error")
 _LOG_FILE = re.compile(r"letsencrypt\.log(?:\.([0-9]{1,9}))?")  # not "letsencrypt.log.2.gz"
 # asctime:levelname:name:message, certbot's file format since 0.1
 _RECORD = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d),(\d{3}):([A-Z]+):([^:]*):(.*)")
@@ -219,17 +221,18 @@ def read_log_file(path: str, max_bytes: int = MAX_FILE_BYTES,
 
 
 def last_events(runs: Iterable[Run]) -> dict[str, LogEvent]:
-    """The newest event of each lineage, a simulated one only if there is no other.
+    """The newest event of each lineage; a simulated one, or a conf_error (of a
+    listing), only if there is no other.
 
     ``runs`` must be oldest first, as :func:`read_logs` returns them; within
     a run, events are in log order.
     """
     real: dict[str, LogEvent] = {}
-    simulated: dict[str, LogEvent] = {}
+    fallback: dict[str, LogEvent] = {}
     for run in runs:
         for event in run.events:
-            (simulated if event.outcome == "simulated" else real)[event.lineage] = event
-    return {**simulated, **real}
+            (fallback if event.outcome in _FALLBACK else real)[event.lineage] = event
+    return {**fallback, **real}
 
 
 def last_events_for(logs_dir: str, lineages: Collection[str]) -> dict[str, LogEvent]:
@@ -247,7 +250,7 @@ def last_events_for(logs_dir: str, lineages: Collection[str]) -> dict[str, LogEv
             for event in reversed(run.events):
                 if event.lineage not in wanted:
                     continue
-                if event.outcome == "simulated":
+                if event.outcome in _FALLBACK:
                     simulated.setdefault(event.lineage, event)
                 else:
                     found.setdefault(event.lineage, event)

@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crit", type=_threshold, default=DEFAULT_CRIT, metavar="LEFT",
                         help="critical at or below this much left, as --warn;"
                              f" default {_pct(DEFAULT_CRIT)}, 7 days of 90")
+    parser.add_argument("--resolve", action="append", default=[],
+                        metavar="NAME:PORT:ADDRESS[,ADDRESS...]",
+                        help="connect to these addresses for NAME on PORT ('*': any port)"
+                             " instead of resolving it, as curl --resolve; repeatable")
+    parser.add_argument("--one-address", action="store_true",
+                        help="probe only the first address of a name that answers (default:"
+                             " every address, up to 16, the worst verdict counts)")
     parser.add_argument("--ca-file", metavar="FILE",
                         help="trust these PEM roots instead of the system's")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
@@ -129,6 +136,22 @@ def _command_line_targets(args: argparse.Namespace, parser: argparse.ArgumentPar
     return targets
 
 
+def _resolve_map(args: argparse.Namespace, parser: argparse.ArgumentParser
+                 ) -> dict[tuple[str, int], tuple[str, ...]]:
+    from certhook.errors import ParseError
+    from certhook.probe.targets import parse_resolve
+
+    pinned: dict[tuple[str, int], tuple[str, ...]] = {}
+    for text in args.resolve:
+        try:
+            key, addresses = parse_resolve(text)
+        except ParseError as exc:
+            parser.error(f"--resolve: {exc}")
+        # several --resolve for one name and port add up (curl keeps the first)
+        pinned[key] = tuple(dict.fromkeys(pinned.get(key, ()) + addresses))
+    return pinned
+
+
 def _progress(done: int, total: int, result: ProbeResult) -> None:
     end = "\n" if done == total else ""
     sys.stderr.write(f"\rprobed {done}/{total}{end}")
@@ -140,8 +163,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     _check_arguments(args, parser)
     targets = _command_line_targets(args, parser)
+    pinned = _resolve_map(args, parser)
     try:
-        return _run(args, targets)
+        return _run(args, targets, pinned)
     except CerthookError as exc:
         if getattr(args, "debug", False):
             raise
@@ -149,7 +173,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _UNKNOWN
 
 
-def _run(args: argparse.Namespace, targets: list[Target]) -> int:
+def _run(args: argparse.Namespace, targets: list[Target],
+         pinned: dict[tuple[str, int], tuple[str, ...]]) -> int:
     from certhook.probe import (
         DEFAULT_CONCURRENCY,
         ProbeOptions,
@@ -204,6 +229,8 @@ def _run(args: argparse.Namespace, targets: list[Target]) -> int:
         local_fingerprints=fingerprints,
         ari_directory=args.ari,
         check_crl=args.crl,
+        all_addresses=not args.one_address,
+        resolve=pinned or None,
     )
     progress = _progress if sys.stderr.isatty() and len(targets) > 1 else None
     results = probe_many(targets, options, args.concurrency or DEFAULT_CONCURRENCY, progress)

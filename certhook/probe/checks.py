@@ -8,6 +8,13 @@ whole left-most label (``*.example.org``), matching exactly one non-empty
 label, never in a pattern with fewer than three labels (``*.org``); partial
 wildcards (``w*.example.org``, ``*w.example.org``) never match. An IP
 address matches iPAddress SANs only, never a DNS name or the CN.
+
+A presented name is judged as clients judge it (pyca/cryptography's
+verifier, browsers, x509-limbo's name cases): it must be a preferred-syntax
+host name in ASCII (RFC 5280 section 4.2.1.6 and RFC 1034 section 3.5:
+letters, digits and hyphens, labels of 1 to 63 octets). A dNSName holding
+raw UTF-8 (an IA5String may not) or an underscore matches nothing; only the
+reference name, which a user types, is IDNA-encoded before comparing.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ __all__ = [
     "describe_untrusted",
     "match_dns_name",
     "match_name",
+    "name_findings",
+    "presented_name_ok",
     "unsent_intermediates",
     "validity_findings",
     "weakness_findings",
@@ -52,6 +61,8 @@ _WEAK_HASHES = ("md2", "md5", "sha1")
 # RFC 8996 deprecates TLS 1.0 and 1.1 (and SSL 3.0 went with RFC 7568).
 _DEPRECATED_TLS = ("SSLv3", "TLSv1", "TLSv1.1")
 _SHOW_NAMES = 6
+# certhook.x509's mark on a curve given by its parameters rather than its OID.
+_EXPLICIT = " (explicit parameters)"
 
 
 @dataclass(frozen=True)
@@ -62,26 +73,53 @@ class Finding:
     text: str
 
 
-def _normalise(name: str) -> str:
-    name = name.strip().lower()
-    name = name[:-1] if name.endswith(".") else name
+def _strip(name: str) -> str:
+    name = name.lower()
+    return name[:-1] if name.endswith(".") else name
+
+
+def _reference(name: str) -> str:
+    """The name the user asked for, as A-labels: what a client sends and compares."""
+    name = _strip(name.strip())
     if not name.isascii():
         try:  # the certificate holds A-labels (RFC 5280 section 7.2)
             name = name.encode("idna").decode("ascii")
         except UnicodeError:
-            pass
+            return ""
     return name
 
 
+def _host_label(label: str) -> bool:
+    # RFC 1034 section 3.5 (with RFC 1123 section 2.1's leading digit):
+    # letters, digits, hyphens inside; pyca's verifier has the same rule.
+    return (0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+            and all(c.isascii() and (c.isalnum() or c == "-") for c in label))
+
+
+def presented_name_ok(pattern: str) -> bool:
+    """Whether a dNSName is a name clients can match at all: ASCII host-name
+    syntax, a wildcard only as the whole left-most label."""
+    labels = _strip(pattern).split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+    return bool(labels) and all(_host_label(label) for label in labels)
+
+
 def match_dns_name(pattern: str, name: str) -> bool:
-    """Whether a presented DNS identifier ``pattern`` matches the reference ``name``."""
-    pattern, name = _normalise(pattern), _normalise(name)
-    if not pattern or not name or "*" in name:
+    """Whether a presented DNS identifier ``pattern`` matches the reference ``name``.
+
+    ``pattern`` is taken as the certificate holds it (no IDNA encoding: a
+    raw UTF-8 or underscore dNSName never matches); ``name`` may be a U-label
+    name, encoded with IDNA before comparing.
+    """
+    name = _reference(name)
+    if not name or "*" in name or not presented_name_ok(pattern):
         return False
+    pattern = _strip(pattern)
     if "*" not in pattern:
         return pattern == name
     labels, wanted = pattern.split("."), name.split(".")
-    if labels[0] != "*" or "*" in pattern[1:] or len(labels) < 3:
+    if len(labels) < 3:
         return False
     return len(wanted) == len(labels) and bool(wanted[0]) and wanted[1:] == labels[1:]
 
@@ -107,6 +145,26 @@ def match_name(cert: Certificate, name: str, mode: str) -> bool | None:
         return any(_ip(san) == address for san in cert.san_ip)
     presented = cert.san_dns or ((cert.subject_cn,) if cert.subject_cn else ())
     return any(match_dns_name(pattern, name) for pattern in presented)
+
+
+def name_findings(cert: Certificate, name: str, mode: str) -> tuple[bool | None, list[Finding]]:
+    """The name check of :func:`match_name` and what it finds wrong.
+
+    A mismatch is critical. So is a certificate without a DNS name or IP
+    address in subjectAltName, in every mode but ``none``: browsers and
+    RFC 9525 ignore the CN, so the certificate fails for them even when the
+    CN matches (``cn_san`` and ``cn`` still match the CN, as PRTG's channel
+    does: the name channel keeps its meaning, the status does not pass).
+    """
+    ok = match_name(cert, name, mode)
+    findings = []
+    if ok is False:
+        findings.append(Finding(
+            "critical", f"name mismatch: {name} is not in {describe_names(cert, mode)}"))
+    if ok is not None and not cert.san_dns and not cert.san_ip:
+        findings.append(Finding("critical", "no subjectAltName: modern clients reject it"
+                                            " (they ignore the CN; RFC 9525 dropped it)"))
+    return ok, findings
 
 
 def describe_names(cert: Certificate, mode: str) -> str:
@@ -151,7 +209,14 @@ def weakness_findings(
     """Weak key, weak signature hash (leaf and sent intermediates), old protocol."""
     findings = []
     minimum = _MIN_BITS.get(leaf.public_key_type)
-    if minimum and leaf.public_key_bits < minimum:
+    curve = leaf.curve or ""
+    explicit = curve.endswith(_EXPLICIT)
+    if explicit:
+        findings.append(Finding("warning", f"EC key with explicit curve parameters"
+                                           f" ({curve[:-len(_EXPLICIT)]} curve): RFC 5480"
+                                           " requires a named curve, and many clients refuse"
+                                           " the certificate"))
+    if minimum and leaf.public_key_bits < minimum and not (explicit and not leaf.public_key_bits):
         findings.append(Finding("warning", f"weak key: {leaf.public_key_type.upper()}"
                                            f" {leaf.public_key_bits} bits (minimum {minimum})"))
     for cert in [leaf, *sent[1:]]:

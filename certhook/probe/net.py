@@ -31,10 +31,16 @@ from certhook.errors import LocalError, RemoteError, RemoteTimeout
 if TYPE_CHECKING:
     from certhook.probe.targets import Target
 
-__all__ = ["MAX_CHAIN", "Handshake", "VerifyFailed", "handshake", "tls_context"]
+__all__ = [
+    "MAX_ADDRESSES", "MAX_CHAIN", "AddressRefused", "Handshake", "VerifyFailed", "handshake",
+    "resolve", "tls_context",
+]
 
 #: The most certificates of a served chain that are kept and parsed.
 MAX_CHAIN = 16
+#: The most addresses of one name that are probed: a name with hundreds of
+#: A records must not turn one target into hundreds of handshakes.
+MAX_ADDRESSES = 16
 
 # X509_V_FLAG_NO_CHECK_TIME (OpenSSL 1.1.0+, x509_vfy.h): verify the chain
 # without looking at the clock. "Trusted" then means "chains to a trusted
@@ -46,6 +52,10 @@ _LEGACY_SERVER_CONNECT = getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4)
 
 _Sockaddr = tuple[Any, ...]
 _Address = tuple[int, _Sockaddr]
+
+
+class AddressRefused(RemoteError):
+    """``allow_address`` refused every address there was to connect to."""
 
 
 class VerifyFailed(RemoteError):
@@ -142,6 +152,17 @@ def _remaining(deadline: float, what: str) -> float:
 
 def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
     """getaddrinfo, but never past the deadline (a stuck resolver is abandoned)."""
+    if "%" not in host:  # an address (the one of an earlier lookup): no lookup at all
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+            return [(socket.AF_INET6, (host, port, 0, 0))]
+        except OSError:
+            pass
+        try:
+            socket.inet_pton(socket.AF_INET, host)
+            return [(socket.AF_INET, (host, port))]
+        except OSError:
+            pass
     flags = 0
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.split("%")[0])
@@ -178,6 +199,17 @@ def _resolve(host: str, port: int, deadline: float) -> list[_Address]:
     return addresses
 
 
+def resolve(host: str, port: int, deadline: float) -> list[str]:
+    """The IPv4 and IPv6 addresses of ``host``, in the resolver's order (RFC 6724),
+    each once, at most :data:`MAX_ADDRESSES`; :class:`RemoteError` if none."""
+    found = [
+        # a link-local IPv6 address keeps its zone (scope id), or it cannot be reached
+        f"{sockaddr[0]}%{sockaddr[3]}" if len(sockaddr) > 3 and sockaddr[3] else str(sockaddr[0])
+        for _family, sockaddr in _resolve(host, port, deadline)
+    ]
+    return list(dict.fromkeys(found))[:MAX_ADDRESSES]
+
+
 def _connect(
     target: Target,
     deadline: float,
@@ -208,7 +240,7 @@ def _connect(
         return sock, ip
     if errors:
         raise (RemoteTimeout if errors[-1].startswith("timed out") else RemoteError)(errors[-1])
-    raise RemoteError(f"address not allowed: {', '.join(refused)}")
+    raise AddressRefused(f"address not allowed: {', '.join(refused)}")
 
 
 def _connect_error(exc: OSError, ip: str) -> str:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from certhook.x509 import Certificate
 
 __all__ = [
-    "SEVERITY", "STATUSES", "ProbeOptions", "ProbeResult", "exit_code", "rank", "worst_status",
+    "SEVERITY", "STATUSES", "AddressResult", "ProbeOptions", "ProbeResult", "exit_code", "rank",
+    "worst_status",
 ]
 
 #: Status -> exit code, as the monitoring-plugins guidelines define them.
@@ -67,6 +68,11 @@ class ProbeOptions:
     ari_directory: str | None = None
     ari_issuers: tuple[tuple[str, str], ...] = ()
     check_crl: bool = False
+    #: Every address of a name (True), or the first that answers (False).
+    all_addresses: bool = True
+    #: ``(host, port)`` -> addresses to connect to instead of resolving the
+    #: host (``--resolve``, as curl's); port 0 stands for every port.
+    resolve: Mapping[tuple[str, int], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         from certhook.probe.checks import NAME_CHECKS
@@ -82,6 +88,22 @@ class ProbeOptions:
             raise ValueError(f"renew_before must not be negative, not {self.renew_before}")
         if self.name_check not in NAME_CHECKS:
             raise ValueError(f"name_check must be one of {', '.join(NAME_CHECKS)}")
+
+
+@dataclass(frozen=True)
+class AddressResult:
+    """What one address behind a target served: a row of ``addresses`` in JSON."""
+
+    address: str
+    status: str
+    fingerprint: str | None
+    reasons: tuple[str, ...]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "status": self.status,
+                "fingerprint": self.fingerprint, "reasons": list(self.reasons),
+                "error": self.error}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -101,6 +123,9 @@ class ProbeResult:
     verified to a trust anchor (Python 3.10+). ``validity`` is the verdict
     on the leaf's lifetime (:func:`certhook.probe.lifetime.judge`): time
     left in seconds, lifetime, renewal point.
+    ``addresses`` holds each address's own verdict; ``status`` is the worst
+    of them, and the other fields describe the address that gave it
+    (``address``).
     """
 
     target: Target
@@ -131,6 +156,8 @@ class ProbeResult:
     revoked: bool | None = None
     #: What verified the CRL's signature ("cryptography"), when one was used.
     revocation_checked_by: str | None = None
+    #: One row per address probed, in resolver order (one for a single address).
+    addresses: tuple[AddressResult, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -213,6 +240,7 @@ class ProbeResult:
             },
             "revoked": self.revoked,
             "revocation_checked_by": self.revocation_checked_by,
+            "addresses": [row.to_json() for row in self.addresses],
             "elapsed": round(self.elapsed, 3),
         }
 

@@ -18,13 +18,22 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 from certhook.errors import ParseError, RemoteError
 from certhook.probe import checks, lifetime
+from certhook.probe.addresses import address_row, combine
 from certhook.probe.authority import ask_ca
-from certhook.probe.net import Handshake, VerifyFailed, handshake, tls_context
+from certhook.probe.net import (
+    AddressRefused,
+    Handshake,
+    VerifyFailed,
+    handshake,
+    resolve,
+    tls_context,
+)
 from certhook.probe.result import ProbeOptions, ProbeResult
 from certhook.probe.targets import expected_fingerprints
 from certhook.x509 import Certificate, load_der
@@ -40,6 +49,12 @@ __all__ = ["DEFAULT_CONCURRENCY", "probe", "probe_many"]
 DEFAULT_CONCURRENCY = 32
 
 _DEFAULT_OPTIONS = ProbeOptions()
+#: Addresses of one target probed at once. Handshakes to the addresses of a
+#: name run side by side, so that the target costs about one handshake, not
+#: one per address; bounded, since each of the probes in flight may have
+#: up to :data:`~certhook.probe.net.MAX_ADDRESSES` of them.
+_ADDRESS_THREADS = 4
+_REFUSED = "address not allowed: "
 
 
 def _unknown(target: Target, options: ProbeOptions, error: str, start: float,
@@ -54,11 +69,11 @@ def _unknown(target: Target, options: ProbeOptions, error: str, start: float,
 
 
 def _connect_and_verify(
-    target: Target, options: ProbeOptions, deadline: float
+    target: Target, options: ProbeOptions, deadline: float, address: str | None
 ) -> tuple[Handshake, VerifyFailed | None]:
     try:
         return handshake(target, tls_context(True, options.ca_file), deadline,
-                         options.allow_address), None
+                         options.allow_address, address), None
     except VerifyFailed as failed:
         again = handshake(target, tls_context(False), deadline, options.allow_address,
                           address=failed.address)
@@ -83,18 +98,65 @@ def _parse_chain(ders: Sequence[bytes], what: str) -> tuple[list[Certificate], l
     return certs, problems
 
 
+def _pinned(target: Target, options: ProbeOptions) -> tuple[str, ...] | None:
+    """The addresses ``--resolve`` gives for the target, if any."""
+    if not options.resolve:
+        return None
+    host = target.host.lower().rstrip(".")
+    return options.resolve.get((host, target.port)) or options.resolve.get((host, 0))
+
+
 def probe(target: Target, options: ProbeOptions = _DEFAULT_OPTIONS) -> ProbeResult:
     """Connect to ``target``, read its certificate chain and judge it.
 
-    Never raises for a fault of the network or the peer: the result is then
-    ``unknown`` with ``error`` set. A CA file that cannot be loaded raises
-    :class:`~certhook.errors.LocalError`.
+    With ``options.all_addresses`` (the default) every address of the host
+    is probed, at once, each within the one deadline, and the result is the
+    worst of them (:func:`certhook.probe.addresses.combine`); else the
+    first address that answers. Never raises for a fault of the network or
+    the peer: the result is then ``unknown`` with ``error`` set. A CA file
+    that cannot be loaded raises :class:`~certhook.errors.LocalError`.
     """
     start = time.monotonic()
+    deadline = start + options.timeout
+    pinned = _pinned(target, options)
+    if pinned is None and not options.all_addresses:
+        return _with_row(_probe_address(target, options, None, start, deadline))
     try:
-        shake, failed = _connect_and_verify(target, options, start + options.timeout)
+        found = list(pinned) if pinned else resolve(target.host, target.port, deadline)
     except RemoteError as exc:
         return _unknown(target, options, str(exc), start)
+    if not options.all_addresses:
+        found = found[:1]
+    if len(found) == 1:
+        return _with_row(_probe_address(target, options, found[0], start, deadline))
+    with ThreadPoolExecutor(min(len(found), _ADDRESS_THREADS), "certhook-address") as pool:
+        results = list(pool.map(
+            lambda address: _probe_address(target, options, address, start, deadline), found))
+    # An address the guard refused (the server's SSRF guard) was not probed:
+    # a note, not a verdict, as long as another address was.
+    refused = [result.address or "" for result in results if result.error is not None
+               and result.error.startswith(_REFUSED) and not result.reasons]
+    probed = [result for result in results if result.address not in refused]
+    if not probed:
+        return _unknown(target, options, f"{_REFUSED}{', '.join(refused)}", start)
+    notes = [f"not probed: {', '.join(refused)} (address not allowed)"] if refused else []
+    return combine(probed, time.monotonic() - start, notes)
+
+
+def _with_row(result: ProbeResult) -> ProbeResult:
+    return replace(result, addresses=(address_row(result),)) if result.address else result
+
+
+def _probe_address(target: Target, options: ProbeOptions, address: str | None, start: float,
+                   deadline: float) -> ProbeResult:
+    """Probe one address (``None``: the first of the host's that answers)."""
+    try:
+        shake, failed = _connect_and_verify(target, options, deadline, address)
+    except AddressRefused as exc:
+        return _unknown(target, options, f"{_REFUSED}{address}" if address else str(exc),
+                        start, address)
+    except RemoteError as exc:
+        return _unknown(target, options, str(exc), start, address)
     sent, unreadable = _parse_chain(shake.chain, "served")
     if not shake.chain or not sent or sent[0].der != shake.chain[0]:
         error = unreadable[0] if unreadable else "the server sent no certificate"
@@ -112,11 +174,8 @@ def _judge(
     validity = lifetime.judge(leaf, verified[1:] if verified else sent[1:], now, options.warn,
                               options.crit, options.renew_before)
     findings = list(validity.findings)
-    name_ok = checks.match_name(leaf, target.name_to_check, options.name_check)
-    if name_ok is False:
-        names = checks.describe_names(leaf, options.name_check)
-        findings.append(checks.Finding(
-            "critical", f"name mismatch: {target.name_to_check} is not in {names}"))
+    name_ok, name_problems = checks.name_findings(leaf, target.name_to_check, options.name_check)
+    findings += name_problems
     trust_error = None
     if failed is not None:
         trust_error = checks.describe_untrusted(failed.code, failed.message, sent,

@@ -39,6 +39,7 @@ __all__ = [
     "certbot_targets",
     "known_protocols",
     "parse_name",
+    "parse_resolve",
     "parse_target",
     "ports_for_lineage",
     "read_targets_file",
@@ -179,6 +180,27 @@ def parse_name(value: str | None, what: str, source: str | None = None) -> str |
     if not value:
         return None
     return _check_host(value, f"{what}={value}", source)
+
+
+def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[str, ...]]:
+    """``NAME:PORT:ADDRESS[,ADDRESS...]``, as curl's ``--resolve``: where to connect for a name.
+
+    ``PORT`` may be ``*`` (every port, returned as 0); an IPv6 address may
+    be bracketed. Returns ``((name, port), addresses)``; raises
+    :class:`ParseError` if ``text`` is not one.
+    """
+    name, colon, rest = text.strip().partition(":")
+    port_text, colon2, addresses_text = rest.partition(":")
+    if not colon or not colon2 or not name:
+        raise ParseError(f"{text!r}: want NAME:PORT:ADDRESS[,ADDRESS...]")
+    port = 0 if port_text == "*" else _port(port_text, text, None)
+    addresses = []
+    for item in addresses_text.split(","):
+        address = _ip(item.strip()[1:-1] if item.strip().startswith("[") else item.strip())
+        if address is None:
+            raise ParseError(f"{text!r}: {item.strip()!r} is not an IP address")
+        addresses.append(str(address))
+    return (_check_host(name, text, None), port), tuple(dict.fromkeys(addresses))
 
 
 def read_targets_file(

@@ -34,6 +34,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -259,11 +260,11 @@ class Auditor(Worker):
             ari_directory=acme_server if self.config.ari is not None else None,
             ari_issuers=self.config.ari or (), check_crl=self.config.crl,
         )
-        address = dict(self.config.resolve).get(domain)
-        if address is None:
-            target = Target(domain, port, protocol)
-        else:  # [audit] resolve: connect there, but check the certificate for the name
-            target = Target(address, port, protocol, servername=domain, expect_name=domain)
+        # [audit] resolve: connect to the listed addresses (every one of them),
+        # sending the name as SNI and checking the certificate for it.
+        pinned = tuple(address for name, address in self.config.resolve if name == domain)
+        options = replace(options, resolve={(domain, 0): pinned}) if pinned else options
+        target = Target(domain, port, protocol)
         try:
             result = self._probe(target, options)
         except Exception as exc:  # the probe should not raise; a bug must not stop auditing

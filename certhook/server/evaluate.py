@@ -107,21 +107,37 @@ class _Deployment:
     reason: str | None = None
 
 
-def _deployment(target: TargetState, served: str | None, now: float, grace: float
-                ) -> _Deployment:
+def _served_by(result: Any) -> list[tuple[str, str]]:
+    """(address, fingerprint) of each address of the result that served a certificate."""
+    return [(str(row.address), str(row.fingerprint))
+            for row in getattr(result, "addresses", ()) or () if row.fingerprint]
+
+
+def _deployment(target: TargetState, served: str | None, now: float, grace: float,
+                served_by: list[tuple[str, str]] | None = None) -> _Deployment:
     expected = target.expected_fingerprint
     if not (expected and served):
         return _Deployment()
-    if served == expected:
+    if served_by and len(served_by) > 1:
+        # Several addresses: deployed only when every one serves the new certificate.
+        lagging = [address for address, fingerprint in served_by if fingerprint != expected]
+        if not lagging:
+            return _Deployment(deployed=True)
+        where = (f" on {', '.join(lagging)} ({len(served_by) - len(lagging)} of"
+                 f" {len(served_by)} addresses serve the new certificate)")
+        served = next(fingerprint for _, fingerprint in served_by if fingerprint != expected)
+    elif served == expected:
         return _Deployment(deployed=True)
+    else:
+        where = ""
     since = target.expected_since or now
     if now - since >= grace:
         return _Deployment(False, True, None, (
-            f"renewed but not deployed: serving {served[:16]}..., the certificate deployed"
-            f" by certbot is {expected[:16]}..."))
+            f"renewed but not deployed{where}: serving {served[:16]}..., the certificate"
+            f" deployed by certbot is {expected[:16]}..."))
     until = since + grace
     return _Deployment(False, False, until, (
-        f"{waiting_reason(until)}: serving {served[:16]}..., certbot deployed"
+        f"{waiting_reason(until)}{where}: serving {served[:16]}..., certbot deployed"
         f" {expected[:16]}..."))
 
 
@@ -192,7 +208,7 @@ def evaluate(
     if not_after is None and leaf is not None:
         not_after = _timestamp(getattr(leaf, "not_valid_after_utc", None))
 
-    dep = _deployment(target, served, now, grace)
+    dep = _deployment(target, served, now, grace, _served_by(result))
     if dep.not_deployed and dep.reason:
         status = "critical"
         reasons.insert(0, dep.reason)
