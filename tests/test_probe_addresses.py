@@ -7,6 +7,7 @@ its own certificate: no /etc/hosts, no resolver, no packet off loopback.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from probe_helpers import CA, Issued, Server, serve, write
+from probe_helpers import CA, NOW, Issued, Server, serve, write
 
 from certhook.cli import main
 from certhook.errors import ParseError
@@ -55,7 +56,8 @@ def three(root: CA) -> Iterator[tuple[list[Issued], list[Server], int]]:
     certs = [
         root.issue(NAME, days=80, fresh_key=True),  # renewed
         root.issue(NAME, days=80, fresh_key=True),  # renewed too, another key
-        root.issue(NAME, days=3),  # the old one, about to expire
+        # the old one, 90 days long and about to expire
+        root.issue(NAME, days=3, not_before=NOW - dt.timedelta(days=87)),
     ]
     with ExitStack() as stack:
         servers, port = _servers(stack, certs)
@@ -73,8 +75,9 @@ def test_every_address_is_probed_and_the_worst_counts(
                     ("::1", "critical", certs[2].fingerprint)]
     assert result.status == "critical"
     assert result.address == "::1" and result.days_left == 3
-    (reason,) = result.reasons
-    assert reason.startswith("certificate expires in 3 days")
+    # the expiry (and, 87 days into 90, renewal overdue), each saying where
+    reason = next(r for r in result.reasons if r.startswith("certificate expires in 3 days"))
+    assert all(r.endswith("(on ::1: 1 of 3 addresses)") for r in result.reasons)
     assert reason.endswith("(on ::1: 1 of 3 addresses)")
     assert "the 3 addresses serve 3 different certificates" in result.notes
     # each server saw the name as SNI, once
