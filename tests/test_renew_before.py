@@ -1,0 +1,160 @@
+"""A lineage's ``renew_before_expiry``: read from the renewal conf, shown by scan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trustme
+from hypothesis import example, given
+from hypothesis import strategies as st
+from test_lineage import Tree, read_unchanged
+
+from certhook import cli
+from certhook.certbot.interval import MAX_RENEW_BEFORE, parse_interval
+from certhook.errors import ParseError
+
+DAY = 86400
+
+# (value in the conf, seconds; None: a lineage problem). The good ones are
+# what certbot 5.8 (parsedatetime 2.6) reads as the same interval, months and
+# years as 30 and 365 days.
+VALUES: list[tuple[str, int | None]] = [
+    ("30 days", 30 * DAY),
+    ("30", 30 * DAY),  # a bare integer is days
+    ("2 weeks", 14 * DAY),
+    ("10 hours", 10 * 3600),
+    ("1 hour", 3600),
+    ("3 days 12 hours", 3 * DAY + 12 * 3600),
+    ("30days", 30 * DAY),
+    ("  30  Days ", 30 * DAY),
+    ("1 day", DAY),
+    ("1.5 days", DAY + 12 * 3600),
+    ("10 minutes", 600),
+    ("5 mins", 300),
+    ("10 secs", 10),
+    ("0 seconds", 0),
+    ("2 months", 60 * DAY),
+    ("1 year", 365 * DAY),
+    ("11 years 2 months", 11 * 365 * DAY + 60 * DAY),
+    ("2w", 14 * DAY),
+    ("30 d", 30 * DAY),
+    ("100 years", MAX_RENEW_BEFORE),
+    # certbot reads these as no time (or backwards): problems here
+    ("thirty days", None),
+    ("10 hrs", None),
+    ("foo", None),
+    ("", None),
+    ("-5 days", None),
+    ("+30 days", None),
+    ("30 days ago", None),
+    ("days", None),
+    ("1..5 days", None),
+    (".5 days", None),
+    ("30 fortnights", None),
+    ("٣٠ days", None),  # Arabic-Indic digits: isdigit() says yes, certbot does not
+    ("101 years", None),
+    ("99999999999999 days", None),
+    ("30 days" * 20, None),
+]
+
+
+@pytest.mark.parametrize(("text", "seconds"), VALUES)
+def test_parse_interval(text: str, seconds: int | None) -> None:
+    if seconds is None:
+        with pytest.raises(ParseError, match="renew_before_expiry"):
+            parse_interval(text, "x.conf")
+    else:
+        assert parse_interval(text, "x.conf") == seconds
+
+
+@given(st.text(max_size=80))
+@example("1." + "9" * 5000 + " days")
+@example("9" * 5000)
+def test_any_text_gives_seconds_or_parse_error(text: str) -> None:
+    try:
+        seconds = parse_interval(text)
+    except ParseError:
+        return
+    assert 0 <= seconds <= MAX_RENEW_BEFORE
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA().create_child_ca()
+
+
+@pytest.fixture
+def tree(tmp_path: Path, ca: trustme.CA) -> Tree:
+    return Tree(tmp_path / "letsencrypt", ca)
+
+
+def _with_top_level(tree: Tree, name: str, line: str) -> None:
+    conf = tree.conf(name)
+    conf.write_text(line + "\n" + conf.read_text())
+
+
+@pytest.mark.parametrize(("text", "seconds"), [v for v in VALUES if v[0] and "\n" not in v[0]])
+def test_lineage_reads_renew_before_expiry(tree: Tree, text: str, seconds: int | None) -> None:
+    """A good value is the lineage's renew_before; a bad one is its problem, and
+    the lineage (and the next) is still read."""
+    tree.lineage("a.example.org")
+    tree.lineage("b.example.org")
+    _with_top_level(tree, "a.example.org", f"renew_before_expiry = {text}")
+    a, b = read_unchanged(tree.root).lineages
+    assert (b.renew_before, b.problems) == (None, ())
+    assert a.certificate is not None and a.server == "https://127.0.0.1:14000/dir"
+    assert a.renew_before == seconds
+    if seconds is None:
+        assert len(a.problems) == 1, a.problems
+        assert a.problems[0].startswith(f"renewal conf {tree.conf('a.example.org')}:"
+                                        f" renew_before_expiry {text.strip()[:64]!r} is ")
+    else:
+        assert a.problems == ()
+
+
+@pytest.mark.parametrize("line", [
+    "renew_before_expiry = 30 days, 2 hours",  # configobj: a list
+    "[renew_before_expiry]\nx = 1",  # a section
+])
+def test_renew_before_expiry_that_is_not_one_value(tree: Tree, line: str) -> None:
+    tree.lineage("a.example.org")
+    conf = tree.conf("a.example.org")
+    # at the top, before any section: after a section it would belong to it
+    conf.write_text(line + "\n" + conf.read_text() if "[" not in line
+                    else conf.read_text() + line + "\n")
+    (a,) = read_unchanged(tree.root).lineages
+    assert a.renew_before is None
+    assert a.problems == (f"renewal conf {conf}: renew_before_expiry is not one value"
+                          " (certbot fails on it)",)
+
+
+def test_commented_default_is_no_value(tree: Tree) -> None:
+    """certbot writes ``# renew_before_expiry = 30 days`` as a comment: not a setting."""
+    tree.lineage("a.example.org")
+    _with_top_level(tree, "a.example.org", "# renew_before_expiry = 30 days")
+    (a,) = read_unchanged(tree.root).lineages
+    assert (a.renew_before, a.problems) == (None, ())
+
+
+def test_renew_before_expiry_in_renewalparams_is_not_the_setting(tree: Tree) -> None:
+    """certbot reads it from the conf's top level only (``lineage.configuration``)."""
+    tree.lineage("a.example.org")
+    conf = tree.conf("a.example.org")
+    conf.write_text(conf.read_text() + "renew_before_expiry = 60 days\n")
+    (a,) = read_unchanged(tree.root).lineages
+    assert (a.renew_before, a.problems) == (None, ())
+
+
+def test_scan_json_shows_renew_before(tree: Tree, capsys: pytest.CaptureFixture[str]) -> None:
+    tree.lineage("a.example.org")
+    tree.lineage("b.example.org")
+    _with_top_level(tree, "a.example.org", "renew_before_expiry = 60 days")
+    logs = tree.root.parent / "logs"
+    logs.mkdir()
+    code = cli.main(["scan", "--config-dir", str(tree.root), "--logs-dir", str(logs), "--json"])
+    rows = json.loads(capsys.readouterr().out)["lineages"]
+    assert code == 0
+    assert [(row["name"], row["renew_before"]) for row in rows] == [
+        ("a.example.org", 60 * DAY), ("b.example.org", None)]
