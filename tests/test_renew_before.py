@@ -14,6 +14,7 @@ from test_lineage import Tree, read_unchanged
 from certhook import cli
 from certhook.certbot.interval import MAX_RENEW_BEFORE, parse_interval
 from certhook.errors import ParseError
+from certhook.protocol import Request, parse_request
 
 DAY = 86400
 
@@ -158,3 +159,67 @@ def test_scan_json_shows_renew_before(tree: Tree, capsys: pytest.CaptureFixture[
     assert code == 0
     assert [(row["name"], row["renew_before"]) for row in rows] == [
         ("a.example.org", 60 * DAY), ("b.example.org", None)]
+
+
+# --- the protocol: renew_before on the line and in JSON -----------------------
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 30 * DAY, MAX_RENEW_BEFORE])
+def test_renew_before_on_the_line_and_in_json(seconds: int) -> None:
+    request = Request(domains=("a.example",), apikey="k", lineage="a.example",
+                      renew_before=seconds)
+    line = request.encode()
+    assert f" renew_before {seconds} ".encode() in line
+    assert parse_request(line) == request
+    assert parse_request(line).renew_before == seconds
+    body = request.to_json()
+    assert body["renew_before"] == seconds
+    assert Request.from_json(json.loads(json.dumps(body)), "k", "test") == request
+    assert Request.from_json({**body, "renew_before": str(seconds)}, "k", "t") == request
+    assert request.replace(apikey=None).renew_before == seconds
+
+
+def test_no_renew_before_is_none() -> None:
+    assert parse_request(b"command add domain a.example apikey k").renew_before is None
+    assert "renew_before" not in Request(domains=("a.example",)).to_json()
+    assert b"renew_before" not in Request(domains=("a.example",), apikey="k").encode()
+
+
+@pytest.mark.parametrize("value", [
+    "-1", "+5", "1.5", "30d", "", "٣٠", "²", str(MAX_RENEW_BEFORE + 1), "9" * 11,
+    "0x10", " 5",
+])
+def test_bad_renew_before_is_a_syntax_error(value: str) -> None:
+    # a value the line grammar already refuses (a space, non-ASCII) is refused as such
+    with pytest.raises(ParseError, match=r"bad renew_before|printable ASCII words"):
+        parse_request(f"command add domain a.example renew_before {value} apikey k"
+                      .encode())
+    with pytest.raises(ParseError, match="bad renew_before"):
+        Request.from_json({"domains": ["a.example"], "renew_before": value}, "k", "t")
+
+
+@pytest.mark.parametrize("value", [-1, MAX_RENEW_BEFORE + 1, 10 ** 30, 1.5, True, None, [1]])
+def test_bad_renew_before_in_json(value: object) -> None:
+    with pytest.raises(ParseError, match="renew_before"):
+        Request.from_json({"domains": ["a.example"], "renew_before": value}, "k", "t")
+
+
+def test_renew_before_given_twice() -> None:
+    with pytest.raises(ParseError, match="renew_before given twice"):
+        parse_request(b"command add domain a.example renew_before 1 renew_before 2 apikey k")
+
+
+@given(st.text(max_size=14))
+@example("0" * 10)
+@example("3153600000")
+def test_renew_before_value_or_parse_error(value: str) -> None:
+    """Any value of the key: the seconds it spells in ASCII digits, or ParseError."""
+    line = f"command add domain a.example renew_before {value} apikey k".encode(
+        "utf-8", "surrogatepass")
+    try:
+        request = parse_request(line)
+    except ParseError:
+        return
+    assert request.renew_before is not None
+    assert value.isascii() and value.isdigit() and int(value) == request.renew_before
+    assert 0 <= request.renew_before <= MAX_RENEW_BEFORE
