@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import trustme
+from client_helpers import KEY, LineServer, make_lineage
 from hypothesis import example, given
 from hypothesis import strategies as st
+from test_hook_startup import _PROBE as PROBE
+from test_hook_startup import DOMAINS as HOOK_DOMAINS
+from test_hook_startup import HEAVY, ROOT, hook_environment
 from test_lineage import Tree, read_unchanged
 
 from certhook import cli
 from certhook.certbot.interval import MAX_RENEW_BEFORE, parse_interval
+from certhook.client.changes import from_states
+from certhook.client.config import ClientConfig
+from certhook.client.submit import submissions_for
 from certhook.errors import ParseError
 from certhook.protocol import Request, parse_request
 
@@ -223,3 +232,47 @@ def test_renew_before_value_or_parse_error(value: str) -> None:
     assert request.renew_before is not None
     assert value.isascii() and value.isdigit() and int(value) == request.renew_before
     assert 0 <= request.renew_before <= MAX_RENEW_BEFORE
+
+
+# --- the hook, run and report send it ------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("renew_before_expiry = 60 days", 60 * DAY),
+    ("renew_before_expiry = 2 weeks  # certbot reads up to the comment", 14 * DAY),
+    ("renew_before_expiry = sixty days", None),  # scan names it; the report goes on
+    ("# renew_before_expiry = 30 days", None),  # certbot's commented-out default
+])
+def test_deploy_hook_sends_renew_before(tmp_path: Path, line: str,
+                                        expected: int | None) -> None:
+    """``certhook hook`` as certbot runs it, in a fresh interpreter: the lineage's
+    renew_before_expiry reaches the server, and the fast path stays lean."""
+    live = make_lineage(tmp_path / "config", "a.example.org", *HOOK_DOMAINS.split())
+    conf = tmp_path / "config" / "renewal" / "a.example.org.conf"
+    conf.write_text(line + "\n" + conf.read_text())
+    with LineServer() as server:
+        env = hook_environment(tmp_path, live, server.url)
+        proc = subprocess.run([sys.executable, "-S", "-c", PROBE, str(ROOT), "hook"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    _before, loaded = (out.split() for out in proc.stdout.splitlines())
+    assert [(r.lineage, r.renew_before, r.acme_server) for r in server.requests] == [
+        ("a.example.org", expected, "https://127.0.0.1:1/dir")]
+    if expected is not None:
+        assert f" renew_before {expected} ".encode() in server.lines[0]
+    assert sorted(set(HEAVY) & set(loaded)) == []
+
+
+def test_from_states_and_log_carry_renew_before(tree: Tree) -> None:
+    """``certhook run`` (state before/after) and the log path: a Change per
+    lineage with its renew_before, and the submission carries it."""
+    tree.lineage("a.example.org")
+    tree.lineage("b.example.org")
+    _with_top_level(tree, "a.example.org", "renew_before_expiry = 10 hours")
+    after = read_unchanged(tree.root)
+    changes = from_states(None, after, [])
+    assert [(c.lineage, c.renew_before) for c in changes] == [
+        ("a.example.org", 10 * 3600), ("b.example.org", None)]
+    subs, problems = submissions_for(changes, ClientConfig(api_key=KEY))
+    assert problems == []
+    assert [s.request.renew_before for s in subs] == [10 * 3600, None]
