@@ -10,6 +10,7 @@ server alike. Nothing here touches a socket.
 
 from __future__ import annotations
 
+from certhook.certbot.interval import MAX_RENEW_BEFORE
 from certhook.errors import ParseError
 
 TYPE_CHECKING = False
@@ -81,6 +82,15 @@ def _is_acme_server(text: str) -> bool:
     return bool(scheme) and scheme < len(text) <= scheme + 240 and _is_word(text)
 
 
+def _renew_before(text: str) -> int | None:
+    """``[0-9]{1,10}`` seconds, at most MAX_RENEW_BEFORE (100 years); None if not."""
+    # ASCII digits only: str.isdigit() also says yes to other scripts' digits.
+    if 0 < len(text) <= 10 and text.isascii() and text.isdigit():
+        value = int(text)
+        return value if value <= MAX_RENEW_BEFORE else None
+    return None
+
+
 def _is_word(text: str) -> bool:
     r"""``[\x21-\x7e]+``: one non-empty word of printable ASCII, no space."""
     return text.isascii() and text.isprintable() and text != "" and " " not in text
@@ -138,7 +148,7 @@ class Request(_Record):
     """
 
     _fields = ("verb", "domains", "apikey", "ports", "protocols", "fingerprint", "lineage",
-               "event", "id", "client", "acme_server")
+               "event", "id", "client", "acme_server", "renew_before")
     __slots__ = _fields
     _hidden = frozenset({"apikey"})
     verb: str
@@ -152,6 +162,7 @@ class Request(_Record):
     id: str | None
     client: str | None
     acme_server: str | None
+    renew_before: int | None
 
     def __init__(
         self,
@@ -166,10 +177,11 @@ class Request(_Record):
         id: str | None = None,
         client: str | None = None,
         acme_server: str | None = None,
+        renew_before: int | None = None,
     ) -> None:
         for name, value in zip(self._fields, (verb, domains, apikey, ports, protocols,
                                               fingerprint, lineage, event, id, client,
-                                              acme_server)):
+                                              acme_server, renew_before)):
             object.__setattr__(self, name, value)
 
     def replace(self, **changes: Any) -> Request:
@@ -184,10 +196,11 @@ class Request(_Record):
         words += [w for d in self.domains for w in ("domain", d)]
         words += [w for p in self.ports for w in ("port", str(p))]
         words += [w for p in self.protocols for w in ("protocol", p)]
-        for key in ("fingerprint", "lineage", "event", "id", "client", "acme_server", "apikey"):
+        for key in ("fingerprint", "lineage", "event", "id", "client", "acme_server",
+                    "renew_before", "apikey"):
             value = getattr(self, key)
             if value is not None:
-                words += [key, value]
+                words += [key, str(value)]
         for word in words:
             if not _is_word(word):
                 # The value is not echoed: it may be the key.
@@ -204,7 +217,8 @@ class Request(_Record):
             body["ports"] = list(self.ports)
         if self.protocols:
             body["protocols"] = list(self.protocols)
-        for key in ("fingerprint", "lineage", "event", "id", "client", "acme_server"):
+        for key in ("fingerprint", "lineage", "event", "id", "client", "acme_server",
+                    "renew_before"):
             value = getattr(self, key)
             if value is not None:
                 body[key] = value
@@ -224,7 +238,7 @@ class Request(_Record):
                 items = value
                 key = plural[key]
             elif key in ("domain", "port", "protocol", "fingerprint", "lineage", "event",
-                         "id", "client", "acme_server"):
+                         "id", "client", "acme_server", "renew_before"):
                 items = [value]
             else:
                 continue  # unknown keys are ignored, as on the line
@@ -379,7 +393,7 @@ def _from_words(words: list[str], source: str) -> Request:
                 raise ParseError(f"bad protocol {value[:20]!r}", source)
             protocols.append(value.lower())
         elif key in ("apikey", "fingerprint", "lineage", "event", "id", "client",
-                     "acme_server"):
+                     "acme_server", "renew_before"):
             if key in single:
                 raise ParseError(f"{key} given twice", source)
             single[key] = value
@@ -404,6 +418,12 @@ def _from_words(words: list[str], source: str) -> Request:
     acme_server = single.get("acme_server")
     if acme_server is not None and not _is_acme_server(acme_server):
         raise ParseError(f"bad acme_server {acme_server[:40]!r} (an http(s) URL)", source)
+    renew_before = None
+    if "renew_before" in single:
+        renew_before = _renew_before(single["renew_before"])
+        if renew_before is None:
+            raise ParseError(f"bad renew_before {single['renew_before'][:12]!r} (seconds,"
+                             f" at most {MAX_RENEW_BEFORE})", source)
     apikey = single.get("apikey")
     if apikey is not None and not _is_token(apikey):
         raise ParseError("bad apikey", source)  # never echo the value
@@ -419,4 +439,5 @@ def _from_words(words: list[str], source: str) -> Request:
         id=single.get("id"),
         client=single.get("client"),
         acme_server=acme_server,
+        renew_before=renew_before,
     )

@@ -11,7 +11,9 @@ Facts taken from certbot's source (``certbot/_internal/storage.py``,
 - each of the four is a symlink in ``live/``, relative or absolute, and
   its version is N where the link target's base name is ``{kind}N.pem``
   (one ``readlink``, not a full ``realpath``, as certbot does);
-- the target must lie in the archive directory.
+- the target must lie in the archive directory;
+- a top-level ``renew_before_expiry`` (``30 days``) replaces certbot's
+  default renewal rule (see :mod:`certhook.certbot.interval`).
 
 certbot's ``RenewableCert`` repairs interrupted updates as a side effect of
 being constructed (it rewrites live symlinks from ``previous_*.pem``); this
@@ -28,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from certhook.certbot.configobj import Section, parse_configobj
+from certhook.certbot.interval import parse_interval
 from certhook.errors import LocalError, ParseError
 from certhook.x509 import Certificate, load_pem
 
@@ -74,6 +77,9 @@ class Lineage:
     installer: str | None
     server: str | None
     problems: tuple[str, ...]
+    #: ``renew_before_expiry`` in seconds; None when absent or unreadable
+    #: (then a problem says why).
+    renew_before: int | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +255,22 @@ def _conf_problems(conf: RenewalConf) -> list[str]:
     return problems
 
 
+def _renew_before(conf: RenewalConf, problems: list[str]) -> int | None:
+    """The conf's ``renew_before_expiry`` in seconds, or None (absent or bad)."""
+    value = conf.raw.get("renew_before_expiry")
+    if value is None:
+        return None
+    if not isinstance(value, str):  # "30 days, 2 hours" is a list; [renew_before_expiry] a section
+        problems.append(f"renewal conf {conf.path}: renew_before_expiry is not one value"
+                        " (certbot fails on it)")
+        return None
+    try:
+        return parse_interval(value)
+    except ParseError as exc:
+        problems.append(f"renewal conf {conf.path}: {exc}")
+        return None
+
+
 def _previous_links(conf: RenewalConf) -> list[str]:
     """certbot's marks of an interrupted update, which it rolls back on its next run."""
     live_dirs = {os.path.dirname(path) for path in (conf.cert, conf.privkey) if path}
@@ -274,6 +296,7 @@ def _read_lineage(config_dir: str, conf_path: str, name: str) -> Lineage:
         return Lineage(name, conf_path, None, None, None, None, (), (), None, None, None,
                        (f"renewal conf broken: {exc}",))
     problems = _conf_problems(conf)
+    renew_before = _renew_before(conf, problems)
     archive_dir = conf.archive_dir or os.path.join(os.path.abspath(config_dir), "archive", name)
     archive = _archive_versions(archive_dir)
     if archive is None:
@@ -314,6 +337,7 @@ def _read_lineage(config_dir: str, conf_path: str, name: str) -> Lineage:
         installer=_param(conf.params, "installer"),
         server=_param(conf.params, "server"),
         problems=tuple(problems),
+        renew_before=renew_before,
     )
 
 

@@ -57,11 +57,12 @@ _PEM_END = b"-----END CERTIFICATE-----"
 class Change:
     """One lineage (or, unmatched, a set of domains) to report."""
 
-    __slots__ = ("acme_server", "domains", "event", "fingerprint", "journal_key", "lineage")
+    __slots__ = ("acme_server", "domains", "event", "fingerprint", "journal_key", "lineage",
+                 "renew_before")
 
     def __init__(self, event: str, lineage: str | None, domains: Sequence[str],
                  fingerprint: str | None = None, journal_key: str | None = None,
-                 acme_server: str | None = None) -> None:
+                 acme_server: str | None = None, renew_before: int | None = None) -> None:
         self.event = event  # "deployed" or "failed"
         self.lineage = lineage
         self.domains = tuple(domains)
@@ -69,6 +70,9 @@ class Change:
         self.journal_key = journal_key
         # the renewal conf's ``server``: where the audit server asks for ARI
         self.acme_server = acme_server
+        # the renewal conf's ``renew_before_expiry`` in seconds: when the audit
+        # server expects certbot to have renewed
+        self.renew_before = renew_before
 
     def __repr__(self) -> str:
         return f"Change({self.event!r}, {self.lineage!r}, {self.domains!r})"
@@ -159,30 +163,51 @@ def deploy_change(environ: Mapping[str, str]) -> Change:
         domains = list(certs[0].identifiers) if certs else []
     name = os.path.basename(live)
     conf = os.path.join(os.path.dirname(os.path.dirname(live)), "renewal", f"{name}.conf")
-    return Change("deployed", name, domains, fingerprint, acme_server=conf_server(conf))
+    server, renew_before = conf_facts(conf)
+    return Change("deployed", name, domains, fingerprint, acme_server=server,
+                  renew_before=renew_before)
 
 
 def conf_server(path: str) -> str | None:
-    """``server`` of a renewal conf's ``[renewalparams]``, read without configobj.
+    """``server`` of a renewal conf's ``[renewalparams]``, read without configobj."""
+    return conf_facts(path)[0]
 
-    The deploy hook's fast path: one small file, no parser imported. None when
-    the file cannot be read or names no server.
+
+def conf_facts(path: str) -> tuple[str | None, int | None]:
+    """A renewal conf's ``server`` (of ``[renewalparams]``) and top-level
+    ``renew_before_expiry`` in seconds, read without configobj.
+
+    The deploy hook's fast path: one small file, no parser imported. None for
+    what the file does not give (unreadable, absent, or a value certbot
+    cannot read: ``certhook scan`` names that problem; the report goes on).
     """
     try:
         with open(path, "rb") as stream:
             data = stream.read(1 << 16)
     except OSError:
-        return None
+        return None, None
     section = ""
+    server: str | None = None
+    renew_before: int | None = None
     for raw in data.decode("utf-8", "replace").splitlines():
         line = raw.strip()
         if line.startswith("["):
             section = line
-        elif section == "[renewalparams]" and line.startswith("server"):
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == "server":
-                return value.strip().strip("'\"") or None
-    return None
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip().strip("'\"")
+        if not sep:
+            continue
+        if section == "[renewalparams]" and key == "server" and server is None:
+            server = value or None
+        elif section == "" and key == "renew_before_expiry" and renew_before is None:
+            from certhook.certbot.interval import parse_interval
+
+            try:  # configobj drops an inline comment
+                renew_before = parse_interval(value.partition("#")[0])
+            except ParseError:
+                pass
+    return server, renew_before
 
 
 def _fingerprint(lineage: Lineage) -> str | None:
@@ -234,7 +259,8 @@ def from_post_environment(environ: Mapping[str, str], state: CertbotState | None
         chosen, leftover = _match(names, lineages, prefer)
         for lineage in chosen:
             changes.append(Change(event, lineage.name, lineage.domains, _fingerprint(lineage),
-                                  acme_server=lineage.server))
+                                  acme_server=lineage.server,
+                                  renew_before=lineage.renew_before))
         if leftover:
             changes.append(Change(event, None, leftover))
     return changes
@@ -254,7 +280,8 @@ def from_states(before: CertbotState | None, after: CertbotState,
         previous = old.get(lineage.name)
         if before is None or previous is None or _fingerprint(previous) != fingerprint:
             changes.append(Change("deployed", lineage.name, lineage.domains, fingerprint,
-                                  acme_server=lineage.server))
+                                  acme_server=lineage.server,
+                                  renew_before=lineage.renew_before))
     deployed = {c.lineage for c in changes}
     failed: dict[str, None] = {}
     for run in runs:
@@ -265,7 +292,8 @@ def from_states(before: CertbotState | None, after: CertbotState,
         source = now.get(name) or old.get(name)
         if source is not None and source.domains:
             changes.append(Change("failed", name, source.domains, _fingerprint(source),
-                                  acme_server=source.server))
+                                  acme_server=source.server,
+                                  renew_before=source.renew_before))
     return changes
 
 
@@ -282,11 +310,13 @@ def from_log(state: CertbotState, run: Run | None) -> list[Change]:
             continue
         if event.outcome == "renewed":
             changes.append(Change("deployed", lineage.name, lineage.domains,
-                                  _fingerprint(lineage), acme_server=lineage.server))
+                                  _fingerprint(lineage), acme_server=lineage.server,
+                                  renew_before=lineage.renew_before))
         elif event.outcome == "failed":
             changes.append(Change("failed", lineage.name, lineage.domains, _fingerprint(lineage),
                                   journal_key=f"failed {lineage.name} {started}",
-                                  acme_server=lineage.server))
+                                  acme_server=lineage.server,
+                                  renew_before=lineage.renew_before))
     return changes
 
 

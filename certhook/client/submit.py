@@ -113,6 +113,7 @@ def build_requests(
     ports: Sequence[tuple[int, str]] = (),
     key_length: int = 64,
     acme_server: str | None = None,
+    renew_before: int | None = None,
 ) -> list[Request]:
     """The requests that carry these domains, each fitting one protocol line.
 
@@ -130,7 +131,7 @@ def build_requests(
             domains=tuple(chunk), apikey=placeholder,
             ports=tuple(port for port, _ in ports), protocols=tuple(p for _, p in ports),
             fingerprint=fingerprint, lineage=lineage, event=event, id=new_id(), client=CLIENT,
-            acme_server=acme_server,
+            acme_server=acme_server, renew_before=renew_before,
         )
 
     def fits(chunk: list[str]) -> bool:
@@ -381,6 +382,7 @@ def submissions_for(changes: Iterable[Change], config: ClientConfig
                 fingerprint=change.fingerprint, ports=ports,
                 key_length=len(config.api_key) if config.api_key else 64,
                 acme_server=_acme_server(change.acme_server),
+                renew_before=change.renew_before,
             )
         except ParseError as exc:
             problems.append(f"cannot report {change.lineage or ' '.join(change.domains[:3])}:"

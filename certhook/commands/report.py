@@ -53,7 +53,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             continue
         changes.append(Change("sync", lineage.name, lineage.domains,
                               lineage.certificate.fingerprint_sha256,
-                              acme_server=lineage.server))
+                              acme_server=lineage.server,
+                              renew_before=lineage.renew_before))
     subs, problems = submissions_for(changes, config)
     notes.extend(problems)
     outcome = deliver(config, subs, Deadline(config.deadline))

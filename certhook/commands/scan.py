@@ -81,6 +81,7 @@ def lineage_json(lineage: Lineage, event: LogEvent | None, now: datetime) -> dic
         "authenticator": lineage.authenticator,
         "installer": lineage.installer,
         "server": lineage.server,
+        "renew_before": lineage.renew_before,
         "last_event": event_json(event),
         "problems": list(lineage.problems),
     }

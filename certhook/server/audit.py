@@ -74,7 +74,7 @@ class _Flight:
     def __init__(self, lane: str, started: float) -> None:
         self.lane, self.started = lane, started
 _DUE = (
-    "SELECT id, domain, port, protocol, acme_server FROM targets"
+    "SELECT id, domain, port, protocol, acme_server, renew_before FROM targets"
     " WHERE next_probe IS NOT NULL AND next_probe <= ? ORDER BY next_probe LIMIT ?"
 )
 # how long a target's last probe took: read once per target, then kept in memory
@@ -219,14 +219,14 @@ class Auditor(Worker):
             room[lane] -= 1
             self._inflight[target_id] = _Flight(lane, time.monotonic())
         self._pool.submit(self._audit, target_id, row["domain"], row["port"], row["protocol"],
-                          row["acme_server"])
+                          row["acme_server"], row["renew_before"])
         return lane
 
     def _audit(self, target_id: int, domain: str, port: int, protocol: str,
-               acme_server: str | None = None) -> None:
+               acme_server: str | None = None, renew_before: int | None = None) -> None:
         try:
             started, begun = self._clock(), time.monotonic()
-            result = self._run_probe(domain, port, protocol, acme_server)
+            result = self._run_probe(domain, port, protocol, acme_server, renew_before)
             # the time it held its thread, whatever the result says: it picks the lane
             took = time.monotonic() - begun
             with self._lock:
@@ -244,7 +244,7 @@ class Auditor(Worker):
         return datetime.fromtimestamp(self._clock(), timezone.utc)
 
     def _run_probe(self, domain: str, port: int, protocol: str,
-                   acme_server: str | None = None) -> Any:
+                   acme_server: str | None = None, renew_before: int | None = None) -> Any:
         start = time.monotonic()
         literal = forbidden_reason(domain, self.config.allow_networks)
         if literal is not None and literal != "not an IP address":
@@ -259,6 +259,7 @@ class Auditor(Worker):
             # ARI windows and CRLs are cached in this process (probe/ari.py, crl.py).
             ari_directory=acme_server if self.config.ari is not None else None,
             ari_issuers=self.config.ari or (), check_crl=self.config.crl,
+            renew_before=renew_before,  # the lineage's renew_before_expiry, from its hook
         )
         # [audit] resolve: connect to the listed addresses (every one of them),
         # sending the name as SNI and checking the certificate for it.

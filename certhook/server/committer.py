@@ -198,7 +198,8 @@ class BatchWriter:
                 if old is None:
                     targets[row[:4]] = list(row)
                 else:
-                    for i in (6, 7, 8, 9, 12):  # lineage, event, fingerprint, since, ACME
+                    # lineage, event, fingerprint, since, ACME, renew_before
+                    for i in (6, 7, 8, 9, 12, 13):
                         if row[i] is not None:
                             old[i] = row[i]
         if targets:
@@ -217,7 +218,7 @@ class BatchWriter:
                     req.fingerprint, now if req.fingerprint else None,
                     None if wildcard else now + self._delay,
                     "a wildcard name: nothing to connect to" if wildcard else "",
-                    req.acme_server,
+                    req.acme_server, req.renew_before,
                 ))
         return rows
 
@@ -360,14 +361,16 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 # one; all SET expressions see the old row, so their order does not matter.
 _UPSERT_TARGET = """
 INSERT INTO targets (account, domain, port, protocol, created, last_submitted, lineage,
-    last_event, expected_fingerprint, expected_since, next_probe, reasons, acme_server)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    last_event, expected_fingerprint, expected_since, next_probe, reasons, acme_server,
+    renew_before)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account, domain, port, protocol) DO UPDATE SET
     last_submitted = excluded.last_submitted,
     lineage = coalesce(excluded.lineage, lineage),
     last_event = coalesce(excluded.last_event, last_event),
     expected_fingerprint = coalesce(excluded.expected_fingerprint, expected_fingerprint),
     acme_server = coalesce(excluded.acme_server, acme_server),
+    renew_before = coalesce(excluded.renew_before, renew_before),
     expected_since = CASE
         WHEN excluded.expected_fingerprint IS NOT NULL
              AND excluded.expected_fingerprint IS NOT expected_fingerprint

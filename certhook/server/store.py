@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS targets (
     deployed INTEGER,
     address TEXT,
     acme_server TEXT,
+    renew_before INTEGER,
     UNIQUE (account, domain, port, protocol)
 );
 CREATE INDEX IF NOT EXISTS targets_due ON targets (next_probe);
@@ -166,6 +167,7 @@ def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connec
 # with ALTER TABLE where it is missing (SQLite adds a column in O(1)).
 _ADDED_COLUMNS = (
     ("targets", "acme_server", "TEXT"),  # the lineage's ACME directory (ARI), issue 10
+    ("targets", "renew_before", "INTEGER"),  # its renew_before_expiry, seconds, issue 10
 )
 
 
