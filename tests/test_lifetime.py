@@ -328,3 +328,59 @@ def test_expiry_notices_by_lifetime(served) -> None:  # type: ignore[no-untyped-
         state = TargetState(ev.state, ev.failures, ev.notified_state, ev.notified_days,
                             ev.notified_for)
     assert sent == [[], [], ["23.33%"], [], ["7.78%"], [], ["1.11%"]]
+
+
+def test_a_lineages_renew_before_reaches_the_servers_verdict(served) -> None:  # type: ignore[no-untyped-def]
+    """renew_before_expiry = 60 days on a 90-day certificate: overdue at 50 days left."""
+    from certhook.server.audit import Auditor
+    from certhook.server.config import ServerConfig
+    from certhook.server.evaluate import TargetState, evaluate
+
+    ports, ca_file = served
+    now = (T0 + dt.timedelta(days=40)).timestamp()  # 50 days left of 90
+    cfg = ServerConfig(ca_file=ca_file, resolve=(("a.example.org", "127.0.0.1"),),
+                       allow_networks=_loopback())
+    auditor = Auditor(cfg, clock=lambda: now)
+    try:
+        verdicts = {
+            before: evaluate(TargetState(), auditor._run_probe(
+                "a.example.org", ports["90d"], "tls", renew_before=before), now, threshold=1)
+            for before in (None, 60 * DAY)}
+    finally:
+        auditor._pool.shutdown()
+    assert (verdicts[None].status, verdicts[None].reasons) == ("ok", [])
+    assert verdicts[60 * DAY].status == "warning"
+    assert any(r.startswith("renewal overdue") for r in verdicts[60 * DAY].reasons)
+
+
+def test_a_submitted_renew_before_is_what_the_auditor_probes_with(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """From the line protocol through the store to the probe's options."""
+    import threading
+
+    from server_helpers import (
+        LineClient,
+        add_line,
+        config,
+        fake_result,
+        new_db,
+        running,
+        wait_until,
+    )
+
+    db, keys = new_db(tmp_path, "alice")
+    seen: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def probe_fn(target, options):  # type: ignore[no-untyped-def]
+        with lock:
+            seen[target.host] = options.renew_before
+        return fake_result("ok")
+
+    with running(config(db), probe_fn=probe_fn) as srv:
+        assert srv.line_address
+        client = LineClient(srv.line_address)
+        assert client.ask(add_line(keys["alice"], "a.example.org", renew_before=60 * DAY)
+                          ).startswith(b"ok")
+        assert client.ask(add_line(keys["alice"], "b.example.org")).startswith(b"ok")
+        wait_until(lambda: len(seen) == 2, what="both probed")
+    assert seen == {"a.example.org": 60 * DAY, "b.example.org": None}
