@@ -54,7 +54,7 @@ def new_db(tmp_path: Path, *accounts: str) -> tuple[str, dict[str, str]]:
 def config(db: str, **changes: Any) -> ServerConfig:
     """A config on ephemeral loopback ports, no TLS listener, fast timers."""
     base = ServerConfig(db=db, line_listen=("127.0.0.1", 0), http_listen=("127.0.0.1", 0),
-                        retry_interval=0.2, probe_timeout=3.0)
+                        retry_interval=0.2, probe_timeout=3.0, notify_group_window=0.2)
     return replace(base, **changes)
 
 

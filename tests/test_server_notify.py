@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -117,3 +118,88 @@ def test_dead_mail_relay_never_blocks_probing(tmp_path: Path) -> None:
         wait_until(lambda: len(probe.calls) >= 5, what="probes while mail fails")
         assert count(db, "SELECT count(*) FROM notifications WHERE sent IS NULL") == 1
         assert count(db, "SELECT attempts FROM notifications") >= 1
+
+
+UNDEPLOYED = fake_result("critical", reasons=("renewed but not deployed: serving aa..",))
+
+
+def _burst_probe() -> FakeProbe:
+    names = [f"u{i}.example" for i in range(200)] + [f"r{i}.example" for i in range(3)]
+    return FakeProbe({name: fake_result("ok") for name in names})
+
+
+def test_a_burst_is_one_grouped_message_per_channel_plus_the_held_summary(
+    tmp_path: Path, smtp: SmtpServer, webhook: WebhookReceiver,
+) -> None:
+    """6 targets left undeployed by one renewal and 200 unreachable, all at once."""
+    slack = WebhookReceiver()
+    db, keys = new_db(tmp_path, "alice")
+    probe = _burst_probe()
+    cfg = _cfg(db, _smtp_config(smtp), (webhook.url, "slack+" + slack.url),
+               notify_group_window=1.0, notify_rate_limit=(1, 4.0), notify_remind=0.0,
+               concurrency=32)
+    try:
+        with running(cfg, probe_fn=probe) as srv:
+            assert srv.line_address
+            client = LineClient(srv.line_address)
+            for i in range(200):
+                assert client.ask(add_line(keys["alice"], f"u{i}.example")).startswith(b"ok")
+            for i in range(3):  # three names x two ports of one renewal
+                for port in (443, 8443):
+                    assert client.ask(add_line(keys["alice"], f"r{i}.example",
+                                               port=port)).startswith(b"ok")
+            wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE state = 'ok'")
+                       == 206, what="206 targets ok")
+            for i in range(200):
+                probe.results[f"u{i}.example"] = DOWN
+            for i in range(3):
+                probe.results[f"r{i}.example"] = UNDEPLOYED
+            wait_until(lambda: count(db, "SELECT count(*) FROM notifications WHERE sent IS"
+                                         " NOT NULL") == 3 * 206,
+                       timeout=60, what="every notice sent on every channel")
+            # nothing more comes: one grouped message, then the rate-limit summary at most
+            sent = (len(webhook.received), len(slack.received), len(smtp.messages))
+            notifier = srv.notifier
+    finally:
+        slack.close()
+    assert all(1 <= n <= 2 for n in sent), sent
+    assert notifier.failures == 0
+    every = {f"u{i}.example:443" for i in range(200)}
+    every |= {f"r{i}.example:{p}" for i in range(3) for p in (443, 8443)}
+    seen = [f"{n['domain']}:{n['port']}" for body in webhook.received for n in body["notices"]]
+    assert sorted(seen) == sorted(every)  # each transition once, none lost
+    first = webhook.received[0]
+    assert first["notices"][0]["state"] == "critical"  # the worst first
+    if len(webhook.received) == 2:
+        assert webhook.received[1]["held"] == len(webhook.received[1]["notices"])
+    mails = "".join(m.content.decode(errors="replace") for m in smtp.messages)
+    for where in every:
+        assert where.split(":")[0] in mails
+    assert sum(sum(b["counts"].values()) for b in webhook.received) == 206
+    assert all("blocks" in body and body["text"] for body in slack.received)
+    headers = [b["blocks"][0]["text"]["text"] for b in slack.received]
+    assert sum(int(n) for h in headers for n in re.findall(r"(\d+) \w+", h)) == 206
+
+
+def test_a_failing_target_is_reminded_not_every_probe(
+    tmp_path: Path, smtp: SmtpServer, webhook: WebhookReceiver,
+) -> None:
+    db, keys = new_db(tmp_path, "alice")
+    probe = FakeProbe({"svc.example": fake_result("ok")})
+    cfg = _cfg(db, _smtp_config(smtp), (webhook.url,), notify_remind=1.5,
+               notify_rate_limit=(0, 3600.0))
+    with running(cfg, probe_fn=probe) as srv:
+        assert srv.line_address
+        LineClient(srv.line_address).ask(add_line(keys["alice"], "svc.example"))
+        wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE state = 'ok'"))
+        probe.results["svc.example"] = DOWN
+        wait_until(lambda: webhook.received, what="the failure")
+        probes = len(probe.calls)
+        wait_until(lambda: len(webhook.received) >= 3, timeout=30, what="two reminders")
+        probes = len(probe.calls) - probes
+    kinds = [body["kind"] for body in webhook.received]
+    assert kinds[:3] == ["problem", "reminder", "reminder"], kinds
+    assert probes > len(kinds)  # probed more often than reminded
+    assert webhook.received[1]["lines"] == [
+        "STILL UNKNOWN svc.example:443/tls: connection refused by 192.0.2.1"]
+    assert any("STILL UNKNOWN svc.example" in m.content.decode() for m in smtp.messages)

@@ -113,7 +113,8 @@ def test_the_timeline_waiting_not_deployed_recheck_recovery(
     webhook = WebhookReceiver()
     grace, retry = 4.0, 1.0
     audit = _audit(certs, grace=f"{grace:g}s", retry_interval=f"{retry:g}s", failure_threshold=2)
-    notify = f"[notify]\nbackoff = 1s\n[account alice]\nwebhook = {webhook.url}\n"
+    notify = (f"[notify]\nbackoff = 1s\ngroup_window = 1s\n"
+              f"[account alice]\nwebhook = {webhook.url}\n")
     try:
         with ServeProcess(tmp_path, db, audit, notify) as srv:
             client = LineClient(srv.line_address)

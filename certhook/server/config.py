@@ -193,6 +193,10 @@ class ServerConfig:
     accounts: dict[str, AccountNotify] = field(default_factory=dict)
     notify_retries: int = 8
     notify_backoff: float = 30.0
+    # grouping, rate limit and reminders (certhook/server/notify.py)
+    notify_group_window: float = 60.0
+    notify_rate_limit: tuple[int, float] = (10, 3600.0)  # messages per seconds; 0: none
+    notify_remind: float = 86400.0  # 0: no reminders
 
     def notify_for(self, account: str) -> AccountNotify:
         return self.accounts.get(account, self.notify_default)
@@ -312,6 +316,32 @@ def _resolve_value(text: str) -> tuple[tuple[str, str], ...]:
         raise ValueError(str(exc)) from None
 
 
+def _webhooks(text: str) -> tuple[str, ...]:
+    """``URL`` (plain JSON) or ``FORMAT+URL`` (``slack+https://...``), comma-separated."""
+    from certhook.server.channels import parse_webhook
+
+    for item in _list(text):
+        parse_webhook(item)
+    return _list(text)
+
+
+def _rate(text: str) -> tuple[int, float]:
+    """``10/1h``: at most 10 messages a channel per hour; ``0`` or ``off``: no limit."""
+    if text.strip().lower() in ("0", "off", "no", "none"):
+        return (0, 3600.0)
+    count, slash, period = text.partition("/")
+    try:
+        if not slash or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError
+        seconds = _duration(period if period.strip()[:1].isdigit() else f"1{period.strip()}")
+        if seconds <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{text.strip()[:20]!r} is not COUNT/DURATION"
+                         " (e.g. 10/1h, 30/d) or off") from None
+    return (int(count), seconds)
+
+
 # What the file may hold: [section] -> {key -> how its value is read}. A reader
 # returns the value or raises ValueError saying what is allowed (a builtin
 # like int or float gets the words of _ALLOWED). These rows are also the keys
@@ -371,13 +401,16 @@ _SMTP_KEYS: dict[str, Callable[[str], Any]] = {
 }
 _ACCOUNT_KEYS: dict[str, Callable[[str], Any]] = {
     "email": _list,
-    "webhook": _list,
+    "webhook": _webhooks,
     "log": _bool,
 }
 _NOTIFY_KEYS: dict[str, Callable[[str], Any]] = {
     **_ACCOUNT_KEYS,
     "retries": _count,
     "backoff": _duration,
+    "group_window": _duration,
+    "rate_limit": _rate,
+    "remind": _duration,  # 0: never
 }
 ACCOUNT = "account NAME"  # the one section of many names: [account alice], ...
 SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
@@ -388,7 +421,10 @@ SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
     ACCOUNT: _ACCOUNT_KEYS,
 }
 _FIELDS = {("smtp", "from"): "sender", ("notify", "retries"): "notify_retries",
-           ("notify", "backoff"): "notify_backoff", ("audit", "warn_days"): "warn",
+           ("notify", "backoff"): "notify_backoff",
+           ("notify", "group_window"): "notify_group_window",
+           ("notify", "rate_limit"): "notify_rate_limit", ("notify", "remind"): "notify_remind",
+           ("audit", "warn_days"): "warn",
            ("audit", "crit_days"): "crit"}
 _SECRETS = {("smtp", "password")}  # never quoted in a message
 _ALLOWED = {int: "a whole number", float: "a number"}

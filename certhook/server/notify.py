@@ -1,4 +1,4 @@
-"""Notifications: email over SMTP, a JSON webhook, and the log.
+"""Notifications: grouped, rate-limited and reminded, by email, webhook and the log.
 
 The auditor only *queues* a notice (``enqueue``, a row per destination in
 the ``notifications`` table, in the same transaction as the result that
@@ -6,10 +6,21 @@ caused it); the :class:`Notifier` thread delivers the rows, retrying a
 failed delivery with exponential backoff up to ``notify_retries`` times.
 A dead mail relay therefore never slows probing, and a notice queued just
 before a crash is sent after the restart.
+
+Grouping: a row is due ``notify_group_window`` after it was queued; when
+one row of an (account, channel, destination) is due, every pending row of
+that destination goes out as one message (:class:`~certhook.server.channels.Digest`,
+worst first, with counts). Rate limit: at most ``notify_rate_limit[0]``
+messages per destination in any ``notify_rate_limit[1]`` seconds; a digest
+over the limit is held until the window ends, then sent as one summary
+naming how many were held, with every held notice in it. Reminders: a
+target whose failure was notified and that still fails is reminded every
+``notify_remind`` seconds after it entered the state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import smtplib
@@ -17,13 +28,14 @@ import sqlite3
 import ssl
 import time
 import urllib.request
+from collections import deque
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any, Callable
 
 from certhook import __version__
-from certhook.escape import for_header, for_terminal, visible
-from certhook.probe.lifetime import describe_left
 from certhook.server import store
+from certhook.server.channels import FORMATS, Digest, parse_webhook, redact, render_email, summary
 from certhook.server.config import ServerConfig, SmtpConfig
 from certhook.server.worker import Worker
 
@@ -32,47 +44,22 @@ __all__ = ["Notifier", "enqueue", "send_email", "send_webhook", "summary"]
 log = logging.getLogger("certhook.notify")
 
 _POLL = 5.0
-
-
-def _left(payload: dict[str, Any]) -> str:
-    seconds = payload.get("seconds_left")
-    if isinstance(seconds, (int, float)):
-        return describe_left(seconds)
-    return f"{payload.get('days_left')} days"
-
-
-def _at(payload: dict[str, Any]) -> str:
-    """The notice's threshold: ``notice at 23.33% of its lifetime``, ``notice at 7 days``."""
-    threshold = str(payload.get("threshold"))
-    if threshold.endswith("%"):
-        return f"notice at {threshold} of its lifetime"
-    return f"notice at {threshold} days" if threshold.isdigit() else f"notice at {threshold}"
-
-
-def summary(payload: dict[str, Any]) -> str:
-    """One line: ``CRITICAL www.example.org:443/tls: renewed but not deployed ...``.
-
-    The reason may quote a served certificate: control characters are escaped.
-    """
-    where = f"{payload['domain']}:{payload['port']}/{payload['protocol']}"
-    kind = payload.get("kind")
-    if kind == "expiry":
-        return f"EXPIRY {where}: certificate expires in {_left(payload)} ({_at(payload)})"
-    if kind == "recovery":
-        return f"RECOVERED {where}: ok again (was {payload.get('previous')})"
-    first = (payload.get("reasons") or [""])[0]
-    return visible(f"{str(payload.get('state', '')).upper()} {where}: {first}".rstrip(": "))
+_FAILING = ("critical", "unknown", "warning")
 
 
 def enqueue(conn: sqlite3.Connection, config: ServerConfig, account: str,
             payload: dict[str, Any], now: float) -> None:
-    """Queue ``payload`` for every destination of ``account`` (inside the caller's transaction)."""
+    """Queue ``payload`` for every destination of ``account`` (inside the caller's transaction).
+
+    It is due after the group window, so that what happens within it goes out together.
+    """
     targets = config.notify_for(account)
     if targets.log:
         log.warning("%s: %s", account, summary(payload))
     data = json.dumps(payload, sort_keys=True)
-    rows = [(account, "email", to, data, now, now) for to in targets.email]
-    rows += [(account, "webhook", url, data, now, now) for url in targets.webhook]
+    due = now + config.notify_group_window
+    rows = [(account, "email", to, data, now, due) for to in targets.email]
+    rows += [(account, "webhook", url, data, now, due) for url in targets.webhook]
     conn.executemany(
         "INSERT INTO notifications (account, channel, destination, payload, created,"
         " next_attempt) VALUES (?, ?, ?, ?, ?, ?)",
@@ -80,23 +67,17 @@ def enqueue(conn: sqlite3.Connection, config: ServerConfig, account: str,
     )
 
 
-def send_email(smtp: SmtpConfig, to: str, payload: dict[str, Any]) -> None:
-    """Send one notice by mail; raises OSError or smtplib.SMTPException on failure."""
+def send_email(smtp: SmtpConfig, to: str, digest: Digest) -> None:
+    """Send one digest by mail (text and HTML); raises OSError or smtplib.SMTPException."""
     if not smtp.host:
         raise smtplib.SMTPException("no [smtp] host configured")
+    subject, plain, page = render_email(digest)
     msg = EmailMessage()
     msg["From"] = smtp.sender
     msg["To"] = to
-    # A CR or LF in a header value makes EmailMessage refuse the whole message.
-    msg["Subject"] = for_header(f"[certhook] {summary(payload)}", limit=200)
-    lines = [summary(payload), ""]
-    for key in ("account", "domain", "port", "protocol", "state", "previous", "days_left",
-                "seconds_left",
-                "issuer", "served_fingerprint", "expected_fingerprint"):
-        if payload.get(key) is not None:
-            lines.append(f"{key}: {for_terminal(payload[key])}")
-    lines += ["", "reasons:"] + [f"  - {for_terminal(r)}" for r in payload.get("reasons") or []]
-    msg.set_content("\n".join(lines) + "\n")
+    msg["Subject"] = subject  # escaped: a CR or LF would make EmailMessage refuse it
+    msg.set_content(plain)
+    msg.add_alternative(page, subtype="html")
     context = ssl.create_default_context(cafile=smtp.ca_file)
     client: smtplib.SMTP
     if smtp.ssl:
@@ -113,22 +94,39 @@ def send_email(smtp: SmtpConfig, to: str, payload: dict[str, Any]) -> None:
         client.send_message(msg)
 
 
-def send_webhook(url: str, payload: dict[str, Any], timeout: float = 15.0) -> None:
-    """POST the notice as JSON; raises OSError (URLError, HTTPError) unless 2xx."""
-    if not url.lower().startswith(("https://", "http://")):
-        raise OSError(f"webhook URL must be http(s): {url[:60]!r}")
-    body = json.dumps({"certhook": __version__, **payload}).encode()
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, data=body, method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": f"certhook/{__version__}"},
+def send_webhook(destination: str, digest: Digest, timeout: float = 15.0) -> None:
+    """POST the digest in the destination's format; raises OSError (URLError, HTTPError)."""
+    try:
+        name, url = parse_webhook(destination)
+    except ValueError as exc:
+        raise OSError(str(exc)) from None
+    request = FORMATS[name].render(digest)
+    call = urllib.request.Request(  # noqa: S310 - scheme checked by parse_webhook
+        url, data=request.body, method="POST",
+        headers={**request.headers, "User-Agent": f"certhook/{__version__}"},
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+    with urllib.request.urlopen(call, timeout=timeout) as response:  # noqa: S310
         if not 200 <= response.status < 300:
             raise OSError(f"webhook answered HTTP {response.status}")
 
 
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction (one fsync) for a batch of rows; the connection is in autocommit."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class Notifier(Worker):
-    """Delivers queued notifications in its own thread, with retries and backoff."""
+    """Delivers queued notifications in its own thread: grouped, rate-limited, retried.
+
+    ``sent`` counts messages delivered, ``failures`` failed attempts (for /metrics).
+    """
 
     thread_name = "certhook-notify"
 
@@ -136,6 +134,14 @@ class Notifier(Worker):
         self.config = config
         self._clock = clock
         self.sent = 0
+        self.failures = 0
+        self.held = 0  # notices held back by the rate limit, all told
+        self._started = clock()
+        # per (account, channel, destination): when its recent messages went out
+        self._recent: dict[tuple[str, str, str], deque[float]] = {}
+        self._held: dict[tuple[str, str, str], set[int]] = {}
+        self._reminded: dict[int, int] = {}  # target id -> reminders sent for its state
+        self._next_remind = 0.0
         super().__init__()
 
     def _run(self) -> None:
@@ -144,51 +150,136 @@ class Notifier(Worker):
             self._wake.clear()
             wait = _POLL
             try:
+                self._remind(conn)
                 wait = self._deliver_due(conn)
             except Exception:
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))
         conn.close()
 
+    # -- reminders --------------------------------------------------------------
+
+    def _remind(self, conn: sqlite3.Connection) -> None:
+        """Queue a reminder for each target still failing ``remind`` after its last notice."""
+        every = self.config.notify_remind
+        now = self._clock()
+        if every <= 0 or now < self._next_remind:
+            return
+        self._next_remind = now + min(every / 4, 60.0)
+        rows = conn.execute(
+            "SELECT id, account, domain, port, protocol, state, state_since, reasons,"
+            " days_left, issuer, served_fingerprint, expected_fingerprint FROM targets"
+            " WHERE state IN (?, ?, ?) AND notified_state = state AND state_since <= ?",
+            (*_FAILING, now - every),
+        ).fetchall()
+        failing = set()
+        with _transaction(conn):
+            for row in rows:
+                failing.add(row["id"])
+                due = int((now - row["state_since"]) // every)
+                # after a restart, reminders missed while down are not sent in a burst
+                done = self._reminded.setdefault(
+                    row["id"], 0 if row["state_since"] >= self._started - every
+                    else int((self._started - row["state_since"]) // every))
+                if due <= done:
+                    continue
+                self._reminded[row["id"]] = due
+                payload = {
+                    "kind": "reminder", "state": row["state"], "account": row["account"],
+                    "domain": row["domain"], "port": row["port"], "protocol": row["protocol"],
+                    "since": row["state_since"], "reasons": row["reasons"].split("\n"),
+                    "days_left": row["days_left"], "issuer": row["issuer"],
+                    "served_fingerprint": row["served_fingerprint"],
+                    "expected_fingerprint": row["expected_fingerprint"], "time": now,
+                }
+                enqueue(conn, self.config, row["account"], payload, now)
+        for gone in set(self._reminded) - failing:
+            del self._reminded[gone]
+
+    # -- delivery ---------------------------------------------------------------
+
     def _deliver_due(self, conn: sqlite3.Connection) -> float:
         now = self._clock()
-        rows = conn.execute(
-            "SELECT id, channel, destination, payload, attempts FROM notifications"
-            " WHERE sent IS NULL AND failed IS NULL AND next_attempt <= ?"
-            " ORDER BY next_attempt LIMIT 50",
+        keys = conn.execute(
+            "SELECT DISTINCT account, channel, destination FROM notifications"
+            " WHERE sent IS NULL AND failed IS NULL AND next_attempt <= ? LIMIT 50",
             (now,),
         ).fetchall()
-        for row in rows:
+        for key in keys:
             if self._stopping.is_set():
                 break
-            self._deliver(conn, row)
+            self._deliver(conn, (key[0], key[1], key[2]))
         nxt = conn.execute(
             "SELECT min(next_attempt) FROM notifications WHERE sent IS NULL AND failed IS NULL"
         ).fetchone()[0]
         return _POLL if nxt is None else float(nxt) - self._clock()
 
-    def _deliver(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
-        payload = json.loads(row["payload"])
-        try:
-            if row["channel"] == "email":
-                send_email(self.config.smtp, row["destination"], payload)
-            else:
-                send_webhook(row["destination"], payload)
-        except (OSError, smtplib.SMTPException, ValueError) as exc:
-            attempts = row["attempts"] + 1
-            now = self._clock()
-            give_up = attempts >= self.config.notify_retries
-            delay = self.config.notify_backoff * 2 ** (attempts - 1)
-            error = f"{exc.__class__.__name__}: {exc}"[:300]
-            log.warning("%s to %s failed (attempt %d%s): %s", row["channel"],
-                        row["destination"], attempts, ", giving up" if give_up else "", error)
-            conn.execute(
-                "UPDATE notifications SET attempts = ?, next_attempt = ?, last_error = ?,"
-                " failed = ? WHERE id = ?",
-                (attempts, now + delay, error, now if give_up else None, row["id"]),
-            )
+    def _limited_until(self, key: tuple[str, str, str], now: float) -> float | None:
+        """When ``key`` may send again, if its rate limit is reached now."""
+        count, period = self.config.notify_rate_limit
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - period:
+            recent.popleft()
+        if count <= 0 or len(recent) < count:
+            return None
+        return recent[0] + period
+
+    def _deliver(self, conn: sqlite3.Connection, key: tuple[str, str, str]) -> None:
+        account, channel, destination = key
+        rows = conn.execute(
+            "SELECT id, payload, attempts FROM notifications WHERE account = ? AND channel = ?"
+            " AND destination = ? AND sent IS NULL AND failed IS NULL ORDER BY id",
+            key,
+        ).fetchall()
+        if not rows:
             return
-        conn.execute("UPDATE notifications SET sent = ?, attempts = attempts + 1 WHERE id = ?",
-                     (self._clock(), row["id"]))
+        ids = [row["id"] for row in rows]
+        now = self._clock()
+        until = self._limited_until(key, now)
+        if until is not None:
+            held = self._held.setdefault(key, set())
+            self.held += len(set(ids) - held)
+            held.update(ids)
+            with _transaction(conn):
+                conn.executemany("UPDATE notifications SET next_attempt = ? WHERE id = ?",
+                                 [(until, i) for i in ids])
+            log.info("%s to %s: %d notices held by the rate limit until %s", channel,
+                     redact(destination), len(ids), time.strftime("%H:%M:%S",
+                                                                  time.localtime(until)))
+            return
+        held_ids = self._held.get(key, set())
+        digest = Digest(account, tuple(json.loads(row["payload"]) for row in rows),
+                        held=len(held_ids & set(ids)))
+        try:
+            if channel == "email":
+                send_email(self.config.smtp, destination, digest)
+            else:
+                send_webhook(destination, digest)
+        except (OSError, smtplib.SMTPException, ValueError) as exc:
+            self._failed(conn, key, rows, exc)
+            return
+        with _transaction(conn):
+            conn.executemany("UPDATE notifications SET sent = ?, attempts = attempts + 1"
+                             " WHERE id = ?", [(self._clock(), i) for i in ids])
+        self._recent[key].append(self._clock())
+        self._held.pop(key, None)
         self.sent += 1
-        log.info("%s sent to %s", row["channel"], row["destination"])
+        log.info("%s sent to %s (%d notices)", channel, redact(destination), len(ids))
+
+    def _failed(self, conn: sqlite3.Connection, key: tuple[str, str, str],
+                rows: list[sqlite3.Row], exc: BaseException) -> None:
+        self.failures += 1
+        now = self._clock()
+        attempts = max(row["attempts"] for row in rows) + 1
+        give_up = attempts >= self.config.notify_retries
+        delay = self.config.notify_backoff * 2 ** (attempts - 1)
+        error = f"{exc.__class__.__name__}: {exc}"[:300]
+        log.warning("%s to %s failed (attempt %d%s): %s", key[1], redact(key[2]), attempts,
+                    ", giving up" if give_up else "", error)
+        with _transaction(conn):
+            conn.executemany(
+                "UPDATE notifications SET attempts = attempts + 1, next_attempt = ?,"
+                " last_error = ?, failed = CASE WHEN attempts + 1 >= ? THEN ? END WHERE id = ?",
+                [(now + delay, error, self.config.notify_retries, now, row["id"])
+                 for row in rows],
+            )
