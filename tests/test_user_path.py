@@ -283,7 +283,7 @@ def test_renewed_but_not_deployed_reaches_the_user(tmp_path: Path, opt: Opt, peb
             f"resolve = {NAME}=127.0.0.1\n"
             f"ca_file = {roots}\n"
             "interval = 1s\nretry_interval = 1s\ngrace = 3s\nfailure_threshold = 1\n"
-            f"[notify]\nlog = no\nwebhook = {webhook.url}\nbackoff = 1s\n"
+            f"[notify]\nlog = no\nwebhook = {webhook.url}\nbackoff = 1s\ngroup_window = 1s\n"
         )
         db = tmp_path / "certhook.db"
         key = subprocess.run([str(certhook), "keys", "add", "alice", "--db", str(db)],
