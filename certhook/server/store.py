@@ -188,7 +188,14 @@ _ADDED_COLUMNS = (
     ("accounts", "old_last_used", "REAL"),
     # muted until (issue 11.1): still probed and shown, not notified
     ("targets", "muted_until", "REAL"),
+    # the last probe that reached a usable certificate (ok or warning): retirement
+    ("targets", "last_good", "REAL"),
 )
+# Filled in once when a column is added to an existing database.
+_BACKFILL = {
+    ("targets", "last_good"): "UPDATE targets SET last_good = (SELECT max(time) FROM results"
+                              " WHERE target = targets.id AND status IN ('ok', 'warning'))",
+}
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -200,6 +207,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as exc:  # another process added it first
                 if "duplicate column" not in str(exc):
                     raise
+            else:
+                if (table, column) in _BACKFILL:
+                    conn.execute(_BACKFILL[table, column])
 
 
 def hash_key(key: str) -> bytes:
@@ -393,3 +403,79 @@ class KeyCache:
             for digest, (_, _, when) in self._pending.items():
                 self._written[digest] = when
             self._pending.clear()
+
+
+# Targets chosen by ``certhook targets`` and /api/v1/targets: a name, and
+# optionally a port and a protocol (recheck.Selector has this shape).
+TARGET_COLUMNS = ("id, account, domain, port, protocol, state, state_since, last_submitted,"
+                  " last_probe, muted_until")
+
+
+def _select(account: str | None, domain: str, port: int | None,
+            protocol: str | None) -> tuple[str, list[object]]:
+    clauses: list[str] = ["domain = ?"]
+    args: list[object] = [domain]
+    if account is not None:
+        clauses.append("account = ?")
+        args.append(account)
+    if port is not None:
+        clauses.append("port = ?")
+        args.append(port)
+    if protocol is not None:
+        clauses.append("protocol = ?")
+        args.append(protocol)
+    return " AND ".join(clauses), args
+
+
+def find_targets(conn: sqlite3.Connection, account: str | None, domain: str,
+                 port: int | None = None, protocol: str | None = None) -> list[sqlite3.Row]:
+    """The targets of ``account`` (every account's for None) that match, in order."""
+    where, args = _select(account, domain, port, protocol)
+    return conn.execute(f"SELECT {TARGET_COLUMNS} FROM targets WHERE {where}"  # noqa: S608
+                         " ORDER BY account, domain, port, protocol", args).fetchall()
+
+
+def list_targets(conn: sqlite3.Connection, account: str | None, limit: int = 10**9,
+                 after: tuple[str, int, str] | None = None) -> list[sqlite3.Row]:
+    """Up to ``limit`` targets of ``account`` (all for None) after ``after``
+    (domain, port, protocol; one account only), in order."""
+    sql = f"SELECT {TARGET_COLUMNS} FROM targets"  # noqa: S608 - constant columns
+    args: list[object] = []
+    if account is not None:
+        sql += " WHERE account = ?"
+        args.append(account)
+        if after is not None:
+            sql += " AND (domain, port, protocol) > (?, ?, ?)"
+            args.extend(after)
+    return conn.execute(sql + " ORDER BY account, domain, port, protocol LIMIT ?",
+                        (*args, limit)).fetchall()
+
+
+def remove_targets(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> None:
+    """Delete the targets ``rows`` (from :func:`find_targets`) and their history,
+    in one transaction. A submission naming one again adds it back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        remove_targets_in(conn, [int(row["id"]) for row in rows])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def remove_targets_in(conn: sqlite3.Connection, ids: list[int]) -> None:
+    """Delete targets by id, and their history, inside the caller's transaction."""
+    conn.executemany("DELETE FROM results WHERE target = ?", [(i,) for i in ids])
+    conn.executemany("DELETE FROM targets WHERE id = ?", [(i,) for i in ids])
+
+
+def mute_targets(conn: sqlite3.Connection, rows: list[sqlite3.Row], until: float | None) -> None:
+    """Mute the targets ``rows`` until ``until`` (None: unmute), in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("UPDATE targets SET muted_until = ? WHERE id = ?",
+                         [(until, int(row["id"])) for row in rows])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
