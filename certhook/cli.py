@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("keys", "manage the audit server's accounts and API keys"),
     "status": ("status", "print the audit server's report in the terminal"),
     "recheck": ("recheck", "have the audit server probe a target now (--wait for the result)"),
+    "targets": ("targets", "list, remove, mute and unmute the audit server's targets"),
 }
 
 

@@ -1,43 +1,77 @@
-"""``certhook keys``: add, list and revoke the audit server's accounts."""
+"""``certhook keys``: add, list, rotate and revoke the audit server's accounts.
+
+No command prints a stored key: the database holds only their hashes. A
+key is printed once, on stdout, when it is issued (``add``, ``rotate``).
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from certhook.server import store
+
+DEFAULT_OVERLAP = "7d"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="the server's configuration file")
     parser.add_argument("--db", metavar="PATH",
-                        help="SQLite database (default /var/lib/certhook/certhook.db)")
+                        help="SQLite database (default: the config's, or "
+                             "/var/lib/certhook/certhook.db)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="create an account and print its API key (once)")
     add.add_argument("name")
-    add.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    lst = sub.add_parser("list", help="list accounts")
-    lst.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    rev = sub.add_parser("revoke", help="revoke an account's API key")
+    lst = sub.add_parser("list", help="list accounts, key ages and last use (never a key)")
+    rot = sub.add_parser("rotate", help="issue a new key; the old one keeps working for"
+                                        " --overlap, then is refused")
+    rot.add_argument("name")
+    rot.add_argument("--overlap", metavar="DURATION", default=DEFAULT_OVERLAP,
+                     help=f"how long the old key keeps working (default {DEFAULT_OVERLAP};"
+                          " 0 refuses it at once)")
+    rev = sub.add_parser("revoke", help="revoke an account's API keys")
     rev.add_argument("name")
-    rev.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for each in (add, lst, rot, rev):  # also accepted after the action
+        each.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                          help=argparse.SUPPRESS)
+        each.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                          help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import sys
+    import time
 
+    from certhook.errors import UsageError
     from certhook.server import store
-    from certhook.server.config import DEFAULT_DB
-    from certhook.server.queries import iso
+    from certhook.server.config import load_config, parse_duration
 
-    db = args.db or DEFAULT_DB
-    conn = store.connect(db, create=args.action == "add")
+    overlap = 0.0
+    if args.action == "rotate":
+        try:
+            overlap = 0.0 if args.overlap.strip() == "0" else parse_duration(args.overlap)
+        except UsageError as exc:
+            parser.error(f"--overlap: {exc}")
+    db = load_config(args.config).with_overrides(db=args.db).db
+    conn = store.connect(db, create=args.action in ("add", "rotate"))
     try:
         if args.action == "add":
             key = store.add_account(conn, args.name)
             print(key)
             print(f"account {args.name} created; the key above is shown once and stored only"
                   " as a hash", file=sys.stderr)
+        elif args.action == "rotate":
+            now = time.time()
+            key, until = store.rotate_key(conn, args.name, overlap, now)
+            print(key)
+            old = (f"the old key works until {_iso(until)}, then is refused"
+                   if until is not None else "the old key is refused from now on")
+            print(f"account {args.name}: new key above, shown once and stored only as a hash;"
+                  f" {old}", file=sys.stderr)
         elif args.action == "list":
-            for account in store.list_accounts(conn):
-                state = f"revoked {iso(account.revoked)}" if account.revoked else "active"
-                print(f"{account.name}\tcreated {iso(account.created)}\t{state}")
+            for line in list_lines(store.list_accounts(conn), time.time()):
+                print(line)
         else:
             if not store.revoke_account(conn, args.name):
                 print(f"certhook keys: no active account {args.name!r}", file=sys.stderr)
@@ -46,3 +80,33 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     finally:
         conn.close()
     return 0
+
+
+def list_lines(accounts: list[store.Account], now: float) -> list[str]:
+    """One tab-separated line per account: name, state, key age, last use, old key."""
+    lines = []
+    for account in accounts:
+        state = f"revoked {_iso(account.revoked)}" if account.revoked else "active"
+        issued = account.key_created or account.created
+        used = f"used {_iso(account.last_used)}" if account.last_used else "never used"
+        fields = [account.name, state, f"key {_age(now - issued)} old", used]
+        if account.old_key_expires is not None and account.old_key_expires > now:
+            old_used = (f"used {_iso(account.old_last_used)}" if account.old_last_used
+                        else "never used")
+            fields.append(f"old key until {_iso(account.old_key_expires)} ({old_used})")
+        lines.append("\t".join(fields))
+    return lines
+
+
+def _iso(when: float) -> str:
+    from certhook.server.queries import iso
+
+    return iso(when) or ""
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(0, int(seconds // 60))} min"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} days"

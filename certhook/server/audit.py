@@ -294,6 +294,10 @@ class Auditor(Worker):
             )
             ev = evaluate(before, result, now, cfg.grace, cfg.failure_threshold,
                           cfg.expiry_notices)
+            if _retire(cfg, row, ev, now):
+                self._retire(conn, row, ev, now)
+                conn.execute("COMMIT")
+                return
             self._store(conn, row, ev, result, now, started, took)
             conn.execute("COMMIT")
         except BaseException:
@@ -347,12 +351,19 @@ class Auditor(Worker):
              # a submission or a recheck that came during the probe asked for a new one
              started, started, nxt, nxt, row["id"]),
         )
+        if ev.status in _GOOD:
+            conn.execute("UPDATE targets SET last_good = ? WHERE id = ?", (now, row["id"]))
         if self.config.history_keep > 0 and random.random() < 0.05:
             conn.execute(
                 "DELETE FROM results WHERE target = ? AND id NOT IN (SELECT id FROM results"
                 " WHERE target = ? ORDER BY time DESC LIMIT ?)",
                 (row["id"], row["id"], self.config.history_keep),
             )
+        if _muted(row, now):  # still probed and shown; the notices are dropped
+            for notice in ev.notices:
+                log.info("%s %s:%d/%s muted: no notice %s", row["account"], row["domain"],
+                         row["port"], row["protocol"], notice.get("kind", notice.get("state")))
+            return
         for notice in ev.notices:
             payload = {
                 **notice, "account": row["account"], "domain": row["domain"],
@@ -365,6 +376,47 @@ class Auditor(Worker):
             from certhook.server.notify import enqueue
 
             enqueue(conn, self.config, row["account"], payload, now)
+
+
+    def _retire(self, conn: Any, row: Any, ev: Evaluation, now: float) -> None:
+        """Remove a target nobody names and that keeps failing, with one notice."""
+        from certhook.server.notify import enqueue
+        from certhook.server.queries import iso
+
+        days = self.config.retire_after / 86400
+        good = row["last_good"]
+        reason = (f"retired: no submission has named it for {days:g} days (since"
+                  f" {iso(row['last_submitted'])}) and no probe has reached it since"
+                  f" {iso(good) if good else 'it was added'}; a submission naming it adds it"
+                  " back")
+        store.remove_targets_in(conn, [int(row["id"])])
+        log.warning("%s %s:%d/%s %s", row["account"], row["domain"], row["port"],
+                    row["protocol"], reason)
+        if not _muted(row, now):
+            enqueue(conn, self.config, row["account"], {
+                "kind": "retired", "state": "retired", "previous": row["state"],
+                "account": row["account"], "domain": row["domain"], "port": row["port"],
+                "protocol": row["protocol"], "status": ev.status,
+                "reasons": [reason, *ev.reasons], "time": now,
+            }, now)
+
+
+# Probe outcomes that reached a usable certificate; the others count toward retirement.
+_GOOD = ("ok", "warning")
+
+
+def _muted(row: Any, now: float) -> bool:
+    return row["muted_until"] is not None and row["muted_until"] > now
+
+
+def _retire(config: ServerConfig, row: Any, ev: Evaluation, now: float) -> bool:
+    """Whether a target is retired: no submission has named it for ``retire_after``
+    (a submission naming it resets that clock) and no probe has reached it for as
+    long (a good probe resets that one), and this probe failed too."""
+    horizon = now - config.retire_after
+    good = row["last_good"] if row["last_good"] is not None else row["created"]
+    return (config.retire_after > 0 and ev.status not in _GOOD
+            and row["last_submitted"] <= horizon and good <= horizon)
 
 
 def _unknown(reason: str, start: float) -> Any:

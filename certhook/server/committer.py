@@ -103,9 +103,11 @@ class BatchWriter:
     def __init__(self, db_path: str, first_probe_delay: float = 0.0,
                  on_commit: Callable[[], None] | None = None,
                  max_ports: int = ServerConfig.max_ports_per_submission,
-                 max_targets: int = ServerConfig.max_targets_per_account) -> None:
+                 max_targets: int = ServerConfig.max_targets_per_account,
+                 clock: Callable[[], float] = time.time) -> None:
         self._conn = store.connect(db_path)  # LocalError now, not in a thread later
-        self._keys = store.KeyCache(self._conn)
+        # current keys, and old ones until their overlap ends (by ``clock``)
+        self._keys = store.KeyCache(self._conn, clock)
         self._delay = first_probe_delay
         self._on_commit = on_commit
         self._max_ports = max_ports
@@ -140,6 +142,7 @@ class BatchWriter:
                     if job.response is None:
                         adds.append((job, self._submission_row(job, now)))
             conn.execute("BEGIN IMMEDIATE")
+            keys.flush_uses()  # last uses, at most once a minute per key
             stored = self._insert(conn, adds, now) if adds else 0
             conn.execute("COMMIT")
         except Exception as exc:  # disk full, I/O error, locked too long...

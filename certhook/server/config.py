@@ -182,6 +182,9 @@ class ServerConfig:
     # name check still use the name); the SSRF guard checks the address.
     resolve: tuple[tuple[str, str], ...] = ()
     history_keep: int = 500
+    # a target no submission has named for this long, and that has failed
+    # (critical or unknown) for as long, is removed with one notice; 0: never
+    retire_after: float = 30 * 86400.0
     # ARI (RFC 9773): (issuer substring, ACME directory URL) pairs, for targets
     # whose hook sent no acme_server; None turns ARI off altogether.
     ari: tuple[tuple[str, str], ...] | None = ()
@@ -385,6 +388,7 @@ _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "allow_networks": _networks_value,
     "resolve": _resolve_value,
     "history_keep": _count,  # 0 keeps every result
+    "retire_after": _duration,  # 0 never retires
     "ari": _ari,
     "crl": _bool,
 }

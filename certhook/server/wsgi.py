@@ -133,6 +133,12 @@ class AuditApp:
         if path == "/api/v1/recheck":
             self._allow(method, "POST")
             return self._recheck(environ)
+        if path == "/api/v1/targets":
+            self._allow(method, "GET")
+            return self._targets(environ, self._bearer(environ))
+        if path in ("/api/v1/targets/remove", "/api/v1/targets/mute", "/api/v1/targets/unmute"):
+            self._allow(method, "POST")
+            return self._target_action(environ, path.rsplit("/", 1)[1])
         if path in ("/", "/index.html"):
             self._allow(method, "GET")
             return self._report(environ)
@@ -289,6 +295,61 @@ class AuditApp:
             raise _HttpError(404, "syntax", "no such target in this account")
         data = {"ok": True, "requested": queries.iso(now), "targets": [
             {"domain": r["domain"], "port": r["port"], "protocol": r["protocol"]} for r in rows]}
+        return 200, [("Content-Type", "application/json")], _dumps(data)
+
+    def _targets(self, environ: dict[str, Any], account: str) -> Answer:
+        """This account's targets with their mute, a page at a time (as /api/v1/domains)."""
+        import time
+
+        from certhook.server import targets
+
+        params = dict(parse_qsl(environ.get("QUERY_STRING", ""), True))
+        try:
+            after = queries.decode_cursor(params["cursor"]) if params.get("cursor") else None
+        except ParseError:
+            raise _HttpError(400, "syntax", "bad cursor: use the 'next' of the last page"
+                             ) from None
+        limit = _count(params, "limit", queries.PAGE_DEFAULT, queries.PAGE_MAX)
+        rows = store.list_targets(self._conn(), account, limit + 1, after)
+        now = time.time()
+        last = rows[limit - 1] if len(rows) > limit else None
+        data = {"ok": True, "account": account,
+                "targets": [targets.target_json(r, now) for r in rows[:limit]],
+                "next": None if last is None else queries.encode_cursor(
+                    (str(last["domain"]), int(last["port"]), str(last["protocol"])))}
+        return 200, [("Content-Type", "application/json")], _dumps(data)
+
+    def _target_action(self, environ: dict[str, Any], action: str) -> Answer:
+        """``{"target": "HOST:PORT/PROTOCOL"}`` (or a name; with ``"until"`` to mute):
+        remove, mute or unmute this account's matching targets."""
+        import time
+
+        from certhook.server import recheck, targets
+
+        account = self._bearer(environ)
+        body = self._read_json(environ)
+        if (not isinstance(body, dict) or not isinstance(body.get("target"), str)
+                or (action == "mute") != isinstance(body.get("until"), str)):
+            until = ', "until": "2026-12-24T00:00Z" or "2d"' if action == "mute" else ""
+            raise _HttpError(400, "syntax", f'send {{"target": "HOST:PORT/PROTOCOL"{until}}}')
+        now = time.time()
+        try:
+            selector = recheck.parse_selector(body["target"])
+            until_time = targets.parse_until(body["until"], now) if action == "mute" else None
+        except ParseError as exc:
+            raise _HttpError(400, "syntax", exc.reason) from None
+        conn = self._conn()
+        rows = store.find_targets(conn, account, selector.domain, selector.port,
+                                  selector.protocol)
+        if not rows:
+            raise _HttpError(404, "syntax", "no such target in this account")
+        if action == "remove":
+            store.remove_targets(conn, rows)
+        else:
+            store.mute_targets(conn, rows, until_time)
+        data = {"ok": True, "action": action, "muted_until": queries.iso(until_time),
+                "targets": [{"domain": r["domain"], "port": r["port"],
+                             "protocol": r["protocol"]} for r in rows]}
         return 200, [("Content-Type", "application/json")], _dumps(data)
 
     def _report(self, environ: dict[str, Any]) -> Answer:
