@@ -360,3 +360,72 @@ def test_dashboard_queries_exported_metrics() -> None:
         assert names, expr
         used |= names
     assert used <= exported(), used - exported()
+
+
+def test_rules_fire_on_a_real_scrape(tmp_path: Path) -> None:
+    """promtool test rules, fed the series of a real exposition: the alerts fire for the
+    targets they should, with the labels the scrape carries, and not for the others."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    db, _ = new_db(tmp_path)
+    _insert_targets(db, [("alice", "fine.example"), ("alice", "old.example"),
+                         ("bob", "late.example")])
+    conn = store.connect(db)
+    now = time.time()
+    conn.execute("UPDATE targets SET deployed = 1, last_probe = ?, not_after = ?",
+                 (now, now + 60 * 86400))
+    conn.execute("UPDATE targets SET state = 'critical', deployed = 0 WHERE domain = ?",
+                 ("old.example",))
+    conn.execute("UPDATE targets SET state = 'warning', reasons = ? WHERE domain = ?",
+                 ("renewal overdue: certbot should have renewed", "late.example"))
+    text = metrics.render(conn, None, queued=0, throttled=0, now=now).read().decode()
+    series = []
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("certhook_probe_duration"):
+                continue
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            # timestamps relative to promtool's clock, which starts at 0
+            value = s.value - now if s.name.endswith(("expiry", "timestamp_seconds")) else s.value
+            series.append({"series": f"{s.name}{{{labels}}}", "values": f"{value:.0f}x80"})
+
+    def target(domain: str, account: str, **extra: str) -> dict[str, str]:
+        return {"account": account, "domain": domain, "port": "443", "protocol": "tls", **extra}
+
+    tests = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": "70m", "alertname": "CertificateCritical", "exp_alerts": [{
+                "exp_labels": target("old.example", "alice", state="critical",
+                                     severity="critical"),
+                "exp_annotations": {
+                    "summary": "old.example:443/tls is critical",
+                    "description": "See the report page of account alice for the findings."},
+            }]},
+            {"eval_time": "70m", "alertname": "CertificateNotDeployed", "exp_alerts": [{
+                "exp_labels": target("old.example", "alice", severity="critical"),
+                "exp_annotations": {
+                    "summary": "old.example:443 does not serve the renewed certificate"},
+            }]},
+            {"eval_time": "70m", "alertname": "CertificateRenewalOverdue", "exp_alerts": [{
+                "exp_labels": target("late.example", "bob", severity="warning"),
+                "exp_annotations": {"summary": "late.example: certbot should have renewed by now"},
+            }]},
+            {"eval_time": "70m", "alertname": "CertificateUnreachable", "exp_alerts": []},
+            {"eval_time": "70m", "alertname": "CertificateExpiresWithin7Days", "exp_alerts": []},
+            {"eval_time": "70m", "alertname": "CertificateNotProbedLately", "exp_alerts": []},
+        ]}]}
+    path = tmp_path / "rules.test.yml"
+    path.write_text(json.dumps(tests))  # JSON is YAML
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_overdue_wording_is_the_probes() -> None:
+    """certhook_renewal_overdue reads the stored finding: its wording is lifetime.py's."""
+    import inspect
+
+    from certhook.probe import lifetime
+
+    assert f'"{metrics._RENEWAL_OVERDUE}: ' in inspect.getsource(lifetime.judge)
