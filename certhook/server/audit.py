@@ -40,7 +40,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from certhook.probe.lifetime import probe_interval
-from certhook.server import store
+from certhook.server import metrics, store
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
 from certhook.server.ssrf import forbidden_reason, make_guard
@@ -224,6 +224,7 @@ class Auditor(Worker):
 
     def _audit(self, target_id: int, domain: str, port: int, protocol: str,
                acme_server: str | None = None, renew_before: int | None = None) -> None:
+        metrics.PROBES_IN_FLIGHT.inc()
         try:
             started, begun = self._clock(), time.monotonic()
             result = self._run_probe(domain, port, protocol, acme_server, renew_before)
@@ -231,10 +232,13 @@ class Auditor(Worker):
             took = time.monotonic() - begun
             with self._lock:
                 self._took[target_id] = took
+            metrics.PROBES.inc(str(result.status))
+            metrics.PROBE_DURATION.observe(took)
             self._record(target_id, result, started, took)
         except Exception:
             log.exception("auditing %s:%s", domain, port)
         finally:
+            metrics.PROBES_IN_FLIGHT.dec()
             with self._lock:
                 self._inflight.pop(target_id, None)
             self._wake.set()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from certhook.protocol import Request, Response
-from certhook.server import store
+from certhook.server import metrics, store
 from certhook.server.config import ServerConfig
 
 __all__ = [
@@ -155,7 +155,9 @@ class BatchWriter:
             for job in batch:
                 if job.response is None or job.response.ok:
                     job.response = Response.error("unavailable", "cannot store the submission")
+            _count(batch)
             return
+        _count(batch)
         self.healthy = True
         self.transactions += 1
         self.committed += stored
@@ -239,6 +241,18 @@ class BatchWriter:
 
 
 
+def _count(batch: list[Job]) -> None:
+    """The batch's answers in the metrics (``GET /metrics``): accepted, or refused why."""
+    for job in batch:
+        response = job.response
+        if response is None or job.request.verb == "ping":
+            continue
+        if response.ok:
+            metrics.SUBMISSIONS_ACCEPTED.inc()
+        else:
+            metrics.SUBMISSIONS_REFUSED.inc(response.code or "internal")
+
+
 def _port_protocols(req: Request) -> list[tuple[int, str]]:
     """The (port, protocol) pairs a submission asks to audit: 443/tls if none."""
     ports = req.ports or (443,)
@@ -313,6 +327,11 @@ class GroupCommitter:
     @property
     def committed(self) -> int:
         return self._writer.committed if self._writer else 0
+
+    @property
+    def queued(self) -> int:
+        """Submissions waiting for the writer (approximate, as ``qsize`` is)."""
+        return self._queue.qsize()
 
     @property
     def transactions(self) -> int:

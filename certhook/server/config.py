@@ -158,6 +158,8 @@ class ServerConfig:
     # submission at most, and 10,000 targets (connections per audit round).
     max_ports_per_submission: int = 64
     max_targets_per_account: int = 10000
+    # GET /metrics without a key: "no", or "loopback" (from 127.0.0.0/8 and ::1 only)
+    metrics_public: str = "no"
     # auditing
     interval: float = 6 * 3600.0
     jitter: float = 0.1
@@ -284,6 +286,13 @@ def _thresholds(text: str) -> tuple[Threshold, ...]:
                          f" (e.g. 23.33%, 7.78%, 1.11% or 21, 7, 1): {exc}") from None
 
 
+def _metrics_public(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("no", "loopback"):
+        raise ValueError(f"{text.strip()[:20]!r} is not no or loopback")
+    return value
+
+
 def _optional(text: str) -> str | None:
     return text.strip() or None
 
@@ -368,6 +377,7 @@ _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "max_body": _positive,
     "max_ports_per_submission": _positive,
     "max_targets_per_account": _positive,
+    "metrics_public": _metrics_public,
 }
 _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "interval": _duration,

@@ -8,8 +8,10 @@ server can run it instead::
 Routes: ``POST /api/v1/submissions`` and the KeyChest ``POST
 /api/v1.0/servers/add`` (submissions, acknowledged once durable, like the
 line protocol), ``GET /api/v1/domains`` and ``GET /api/v1/domains/NAME``
-(Bearer key; paginated with ``limit`` and ``cursor``), and the report page
-``GET /`` (HTTP Basic: account name and key). A key is never taken from a
+(Bearer key; paginated with ``limit`` and ``cursor``), the report page
+``GET /`` (HTTP Basic: account name and key) and ``GET /metrics``
+(Prometheus, :mod:`certhook.server.metrics`; Basic or Bearer, or none from
+loopback with ``[server] metrics_public = loopback``). A key is never taken from a
 URL: a query naming one is refused. Failed key checks are throttled
 (:mod:`certhook.server.throttle`). An unforeseen exception is logged with a
 request id (no key, no query string) and answered 500 with the same id.
@@ -18,6 +20,7 @@ request id (no key, no query string) and answered 500 with the same id.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import math
@@ -26,7 +29,7 @@ import secrets
 import threading
 import traceback
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import IO, Any, Callable, Union
 from urllib.parse import parse_qsl, unquote
 
 from certhook.errors import ParseError
@@ -48,7 +51,8 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 _WAIT = 30.0
 _BASIC_REALM = ("WWW-Authenticate", 'Basic realm="certhook", charset="UTF-8"')
 log = logging.getLogger("certhook.http")
-Answer = tuple[int, list[tuple[str, str]], bytes]
+Answer = tuple[int, list[tuple[str, str]], Union[bytes, IO[bytes]]]
+_CHUNK = 1 << 16
 
 
 class _HttpError(Exception):
@@ -113,10 +117,17 @@ class AuditApp:
             status, headers, body = self._json_error(_HttpError(
                 500, "internal", f"server error; request id {request_id}",
                 [("X-Request-Id", request_id)]))
-        headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+        chunks: Iterable[bytes] = [body] if isinstance(body, bytes) else ()
+        if isinstance(body, bytes):
+            length = len(body)
+        else:  # a spooled file (GET /metrics): sent a chunk at a time
+            length = body.seek(0, os.SEEK_END)
+            body.seek(0)
+            chunks = _chunks(body)
+        headers = [("Content-Length", str(length)), ("Cache-Control", "no-store"),
                    ("X-Content-Type-Options", "nosniff"), *headers]
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
-        return [body]
+        return chunks
 
     def _route(self, method: str, path: str, environ: dict[str, Any]
                ) -> Answer:
@@ -142,6 +153,9 @@ class AuditApp:
         if path in ("/", "/index.html"):
             self._allow(method, "GET")
             return self._report(environ)
+        if path == "/metrics":
+            self._allow(method, "GET")
+            return self._metrics(environ)
         if path == "/healthz":
             ok = self.committer.healthy
             return (200 if ok else 503), [("Content-Type", "text/plain")], (
@@ -373,6 +387,32 @@ class AuditApp:
                      ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
                      ], html.encode("utf-8")
 
+    def _metrics(self, environ: dict[str, Any]) -> Answer:
+        """The Prometheus exposition: an account's targets with its key (Basic or
+        Bearer), every account's without one from loopback if ``metrics_public``."""
+        from certhook.server import metrics
+
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        account: str | None = None
+        every = False
+        if scheme == "basic":
+            name, key = _basic(value)
+            account = self._authenticate(environ, key, name)
+        elif scheme == "bearer" and value.strip():
+            account = self._authenticate(environ, value.strip())
+        elif not header and self.config.metrics_public == "loopback":
+            every = _loopback(str(environ.get("REMOTE_ADDR", "")))
+        if account is None and not every:
+            raise _HttpError(401, "auth", "log in with HTTP Basic (account name and key) or"
+                             " a Bearer key", [_BASIC_REALM])
+        queued = getattr(self.committer, "queued", None)
+        body = metrics.render(self._conn(), account,
+                              queued=queued if isinstance(queued, int) else None,
+                              throttled=self.throttle.refused)
+        return 200, [("Content-Type", metrics.CONTENT_TYPE)], body
+
     @staticmethod
     def _json_error(exc: _HttpError) -> Answer:
         body = _dumps({"ok": False, "error": exc.code, "message": exc.message})
@@ -394,6 +434,27 @@ def _basic(value: str) -> tuple[str, str]:
         return "", ""
     name, _, key = decoded.partition(":")
     return name, key
+
+
+def _loopback(address: str) -> bool:
+    """Whether the peer's address is loopback (127.0.0.0/8, ::1, or ::ffff:127.x)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+def _chunks(body: IO[bytes]) -> Iterable[bytes]:
+    try:
+        while True:
+            chunk = body.read(_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        body.close()
 
 
 def _count(params: dict[str, str], name: str, default: int, maximum: int) -> int:
