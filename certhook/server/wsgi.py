@@ -48,6 +48,11 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 _WAIT = 30.0
 _BASIC_REALM = ("WWW-Authenticate", 'Basic realm="certhook", charset="UTF-8"')
 log = logging.getLogger("certhook.http")
+# On every answer, pages and API alike: nothing cached (the pages are behind a
+# login), no framing (clickjacking), no Referer leaving with a target's name,
+# no type sniffing. The pages' CSP (report.CSP) allows no script at all.
+_SECURITY_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                     ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
@@ -113,8 +118,7 @@ class AuditApp:
             status, headers, body = self._json_error(_HttpError(
                 500, "internal", f"server error; request id {request_id}",
                 [("X-Request-Id", request_id)]))
-        headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
-                   ("X-Content-Type-Options", "nosniff"), *headers]
+        headers = [("Content-Length", str(len(body))), *_SECURITY_HEADERS, *headers]
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
         return [body]
 
@@ -133,9 +137,9 @@ class AuditApp:
         if path == "/api/v1/recheck":
             self._allow(method, "POST")
             return self._recheck(environ)
-        if path in ("/", "/index.html"):
+        if path in ("/", "/index.html", "/target"):
             self._allow(method, "GET")
-            return self._report(environ)
+            return self._report(environ, path)
         if path == "/healthz":
             ok = self.committer.healthy
             return (200 if ok else 503), [("Content-Type", "text/plain")], (
@@ -291,7 +295,7 @@ class AuditApp:
             {"domain": r["domain"], "port": r["port"], "protocol": r["protocol"]} for r in rows]}
         return 200, [("Content-Type", "application/json")], _dumps(data)
 
-    def _report(self, environ: dict[str, Any]) -> Answer:
+    def _report(self, environ: dict[str, Any], path: str) -> Answer:
         from certhook.server import report
 
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -307,10 +311,21 @@ class AuditApp:
         if account is None:
             return 401, [("Content-Type", "text/plain; charset=utf-8"), _BASIC_REALM], (
                 b"Log in with your account name and API key.\n")
-        html = report.render_page(self._conn(), account)
+        params = dict(parse_qsl(environ.get("QUERY_STRING", ""), True))
+        if path == "/target":
+            from certhook.server import report_detail
+
+            text = params.get("id", "")
+            row = queries.account_target(self._conn(), account, int(text[:18])) if (
+                text.isdigit() and text.isascii()) else None
+            if row is None:  # another account's target is as absent as a missing one
+                return 404, [("Content-Type", "text/plain; charset=utf-8")], (
+                    b"No such target in this account.\n")
+            html = report_detail.render_detail(self._conn(), row, grace=self.config.grace)
+        else:
+            html = report.render_page(self._conn(), account, params, grace=self.config.grace)
         return 200, [("Content-Type", "text/html; charset=utf-8"),
-                     ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-                     ], html.encode("utf-8")
+                     ("Content-Security-Policy", report.CSP)], html.encode("utf-8")
 
     @staticmethod
     def _json_error(exc: _HttpError) -> Answer:
