@@ -187,6 +187,7 @@ def domain_history(
 #: Severity of each state, most urgent first; the page sorts and groups by it.
 SEVERITY = ("critical", "warning", "unknown", "waiting", "ok")
 GROUPINGS = ("lineage", "host", "none")
+_T_COLUMNS = ", ".join(f"t.{c.strip()}" for c in _TARGET_COLUMNS.split(","))
 _NEVER = 1e18  # sorts a target without a notAfter after every dated one
 _SEVERITY_SQL = ("CASE state " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY))
                  + f" ELSE {len(SEVERITY)} END")
@@ -235,16 +236,31 @@ def report_page(conn: sqlite3.Connection, account: str | None, *, states: tuple[
     total = int(conn.execute(f"SELECT count(*) FROM targets WHERE {where}",  # noqa: S608
                              args).fetchone()[0])
     key = _GROUP_SQL.get(group, _GROUP_SQL["lineage"])
+    # without groups, no window: SQLite keeps only the top rows while sorting
+    window, partition = (
+        ("severity AS group_severity, 1 AS group_size, left_key AS group_left,", "")
+        if group == "none" else
+        ("min(severity) OVER g AS group_severity, count(*) OVER g AS group_size,"
+         " min(left_key) OVER g AS group_left,", "WINDOW g AS (PARTITION BY group_key)"))
+    # The sort runs over narrow rows (id and sort keys); only the page's rows are then
+    # read whole: sorting 100,000 full rows took three times as long.
     sql = f"""
-        SELECT *, min(severity) OVER g AS group_severity, count(*) OVER g AS group_size,
-               min(left_key) OVER g AS group_left
-        FROM (SELECT {_TARGET_COLUMNS}, {_SEVERITY_SQL} AS severity, {key} AS group_key,
-                     coalesce(not_after, {_NEVER}) AS left_key
-              FROM targets WHERE {where})
-        WINDOW g AS (PARTITION BY group_key)
-        ORDER BY group_severity, group_left, group_key, severity, left_key, domain, port,
-                 protocol
-        LIMIT ? OFFSET ?"""  # noqa: S608 - constant columns and expressions, values bound
+        WITH keyed AS (
+            SELECT id, {_SEVERITY_SQL} AS severity, {key} AS group_key,
+                   coalesce(not_after, {_NEVER}) AS left_key, domain, port, protocol
+            FROM targets WHERE {where}),
+        page AS (
+            SELECT id, severity, group_key, {window}
+                   left_key, domain, port, protocol
+            FROM keyed {partition}
+            ORDER BY group_severity, group_left, group_key, severity, left_key, domain, port,
+                     protocol
+            LIMIT ? OFFSET ?)
+        SELECT {_T_COLUMNS}, page.severity, page.group_key, page.group_severity,
+               page.group_size
+        FROM page JOIN targets AS t ON t.id = page.id
+        ORDER BY group_severity, group_left, page.group_key, page.severity, page.left_key,
+                 page.domain, page.port, page.protocol"""  # noqa: S608 - constants; values bound
     rows = conn.execute(sql, (*args, max(1, min(limit, PAGE_MAX)), max(0, offset))).fetchall()
     return rows, total
 
