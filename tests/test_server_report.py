@@ -278,3 +278,40 @@ def test_advice_for_findings(finding: str, action: str) -> None:
     from certhook.server import report_detail
 
     assert action in report_detail.advice(finding)[1]
+
+
+def test_status_summary_first_and_pages(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    db, _ = new_db(tmp_path, "alice")
+    for i in range(7):
+        _add_target(db, "alice", f"ok{i}.example", days=30 + i, results=3)
+    bad = _add_target(db, "alice", "bad.example", "critical", days=2, reasons="expires in 2 days")
+    reads: list[int] = []
+    real = report.queries.recent_results
+
+    def counting(conn: sqlite3.Connection, target: int, limit: int = 60) -> list[sqlite3.Row]:
+        reads.append(target)
+        return real(conn, target, limit)
+
+    monkeypatch.setattr(report.queries, "recent_results", counting)
+    assert main(["status", "--db", db, "--limit", "3"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "8 targets: 1 critical, 0 warning, 0 unknown, 0 waiting, 7 ok"
+    assert out[1] == "targets 1-3 of 8, worst first"
+    assert out[3].startswith("alice") and "bad.example:443/tls  critical  47 h " in out[3]
+    assert len(reads) == 3 and reads[0] == bad  # history of the rows shown, once each
+    assert "  bad.example:443: expires in 2 days" in out
+    reads.clear()
+    assert main(["status", "--db", db, "--limit", "3", "--page", "3"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "targets 7-8 of 8, worst first" and "ok6.example" in out[-1]
+    assert len(reads) == 2
+    assert main(["status", "--db", db, "--limit", "3", "--page", "9"]) == 2
+    assert "no targets on page 9 of 8" in capsys.readouterr().out
+    assert main(["status", "--db", db, "--json", "--limit", "2"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert [d["domain"] for d in data] == ["bad.example", "ok0.example"]
+    for bad_arg in (["--limit", "0"], ["--limit", "1001"], ["--page", "x"]):
+        with pytest.raises(SystemExit):
+            main(["status", "--db", db, *bad_arg])
+    capsys.readouterr()
