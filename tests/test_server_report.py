@@ -209,6 +209,7 @@ def test_page_summary_sort_group_filter_search(
                          "down.example", "ok-late.example")]
     assert sorted(order, key=page.index) == order  # group "soon" is worst (critical) first
     assert 'lineage soon: <span class="state critical">critical</span> (2 targets)' in page
+    assert 'lineage short: <span class="state warning">warning</span> (1 target)' in page
     assert "36 h" in page  # hours when short
     assert "&ne; deployed" in page and "<code>bbbbbbbbbbbb</code>" in page
     assert "= deployed" not in page.split("www.soon.example")[1].split("</tr>")[0]

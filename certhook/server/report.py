@@ -73,6 +73,10 @@ class Filters:
                                 and not (k == "group" and v == "lineage")})
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _ago(timestamp: float | None, now: float) -> str:
     if timestamp is None:
         return "never"
@@ -225,7 +229,7 @@ def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str
             worst = queries.SEVERITY[min(int(row["group_severity"]), len(queries.SEVERITY) - 1)]
             out.append(f'<tr class="group"><td colspan="{len(_COLUMNS)}">{filters.group} '
                        f"{for_html(group)}: <span class=\"state {worst}\">{worst}</span>"
-                       f" ({int(row['group_size'])} targets)</td></tr>")
+                       f" ({_plural(int(row['group_size']), 'target')})</td></tr>")
         out.append(_row(conn, row, now, grace))
     if not rows:
         text = ("No targets yet: point a certhook client at this server with this account's"
