@@ -316,3 +316,25 @@ def test_status_summary_first_and_pages(tmp_path: Path, capsys: pytest.CaptureFi
         with pytest.raises(SystemExit):
             main(["status", "--db", db, *bad_arg])
     capsys.readouterr()
+
+
+def test_every_stored_string_is_escaped_on_both_pages(
+        page_app: tuple[object, str, dict[str, str]]) -> None:
+    app, db, keys = page_app
+    evil = '"><script>alert(1)</script>\x1b[2J\u202e'
+    target = _add_target(db, "alice", "x.example", "waiting", lineage=evil,
+                         served="<i>" + "a" * 60, expected=evil + "b" * 40, reasons=evil,
+                         event=evil, results=3)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE targets SET issuer = ?, address = ?, protocol = ?", (evil, evil, evil))
+    conn.execute("UPDATE results SET issuer = ?, address = ?, reasons = ?, fingerprint = ?,"
+                 " status = ?", (evil, evil, evil, evil, evil))
+    conn.commit()
+    conn.close()
+    for path, query in (("/", ""), ("/", "group=host"), ("/", "q=" + evil),
+                        ("/target", f"id={target}")):
+        status, _, page = _get(app, path, query, ("alice", keys["alice"]))
+        assert status == 200, page
+        assert "<script" not in page and "<i>" not in page and "&lt;script&gt;" in page
+        for raw in ("\x1b", "\u202e"):
+            assert raw not in page, (path, query)

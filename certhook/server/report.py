@@ -162,7 +162,7 @@ def sparkline(points: list[tuple[float, int | None, str]], width: int = 160,
         parts.append(f'<polyline fill="none" stroke="#90a4ae" stroke-width="1" points="{line}"/>')
     for t, d, status in points:
         colour = COLOURS.get(status, COLOURS["unknown"])
-        label = html.escape(f"{queries.iso(t)}: {status}, {d if d is not None else '?'} days")
+        label = for_html(f"{queries.iso(t)}: {status}, {d if d is not None else '?'} days")
         parts.append(f'<circle cx="{x(t):.1f}" cy="{y(d):.1f}" r="2" fill="{colour}">'
                      f"<title>{label}</title></circle>")
     parts.append("</svg>")

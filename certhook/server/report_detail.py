@@ -10,7 +10,6 @@ moment certbot reported a renewal as a marker.
 
 from __future__ import annotations
 
-import html
 import sqlite3
 import time
 
@@ -92,7 +91,7 @@ def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: f
     for i, (fingerprint, (first, last, not_after)) in enumerate(certs.items()):
         y = top + i * bar
         end = max(not_after, last)
-        label = html.escape(f"{fingerprint[:12]}: seen {queries.iso(first)} to"
+        label = for_html(f"{fingerprint[:12]}: seen {queries.iso(first)} to"
                             f" {queries.iso(last)}, notAfter {queries.iso(not_after)}")
         parts.append(f'<g class="cert"><title>{label}</title>'
                      f'<rect x="{x(first):.1f}" y="{y}" width="{max(x(end) - x(first), 2):.1f}"'
@@ -100,16 +99,16 @@ def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: f
                      f'<rect x="{x(first):.1f}" y="{y}" width="{max(x(last) - x(first), 2):.1f}"'
                      f' height="{bar - 4}" fill="#607d8b"/>'
                      f'<text x="{x(first) + 3:.1f}" y="{y + bar - 7}" font-size="10"'
-                     f' fill="#fff">{html.escape(fingerprint[:12])}</text></g>')
+                     f' fill="#fff">{for_html(fingerprint[:12])}</text></g>')
     dots_y = top + len(certs) * bar + 6
     for r in history:
         colour = COLOURS.get(r["status"], COLOURS["unknown"])
-        label = html.escape(f"{queries.iso(r['time'])}: {r['status']}")
+        label = for_html(f"{queries.iso(r['time'])}: {r['status']}")
         parts.append(f'<circle class="probe" cx="{x(r["time"]):.1f}" cy="{dots_y}" r="3"'
                      f' fill="{colour}"><title>{label}</title></circle>')
     for t, what in events:
         parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top - 8}" y2="{dots_y + 6}"'
-                     f' stroke="#1565c0" stroke-dasharray="3,2"><title>{html.escape(what)}'
+                     f' stroke="#1565c0" stroke-dasharray="3,2"><title>{for_html(what)}'
                      "</title></line>")
     parts.append(f'<line x1="{x(now):.1f}" x2="{x(now):.1f}" y1="{top - 8}" y2="{dots_y + 6}"'
                  ' stroke="#c62828"><title>now</title></line>')
