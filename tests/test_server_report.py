@@ -242,6 +242,10 @@ def test_page_is_paginated(page_app: tuple[object, str, dict[str, str]]) -> None
         seen += [line for line in page.split("\n") if line.startswith('<tr class="target"')]
         assert ('rel="next"' in page) == (number < 3) and ('rel="prev"' in page) == (number > 1)
     assert len(set(seen)) == 250
+    for query, shown in (("page=999999999999", "targets 0 of 250"), ("page=-1", "1-100 of 250"),
+                         ("page=0", "1-100 of 250"), ("page=%C2%B2", "1-100 of 250")):
+        status, _, page = _get(app, "/", query, ("alice", keys["alice"]))
+        assert status == 200 and shown in page, query
     assert seen[0].count("t0000.example") and seen[-1].count("t0249.example")
 
 
