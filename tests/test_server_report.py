@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,244 @@ def test_raw_certificate_words_in_the_database(tmp_path: Path,
     for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
         assert raw not in page
     assert "SAN evil.example\\x1b[2J\\x1b]0;pwned\\x07\\u202eabc\\x9bX" in page
+
+
+# -- the page and the detail page, through the WSGI app -----------------------------------
+
+NOW = float(int(time.time()))  # the app renders at the real time
+
+
+def _add_target(db: str, account: str, domain: str, state: str = "ok", days: float | None = 60,
+                lineage: str | None = None, served: str | None = "aa" * 32,
+                expected: str | None = None, reasons: str = "", results: int = 2,
+                event: str | None = None, port: int = 443) -> int:
+    conn = sqlite3.connect(db)
+    not_after = None if days is None else NOW + days * 86400
+    cur = conn.execute(
+        "INSERT INTO targets (account, domain, port, protocol, created, last_submitted,"
+        " lineage, last_event, expected_fingerprint, expected_since, state, last_probe,"
+        " status, reasons, days_left, not_after, issuer, served_fingerprint, deployed)"
+        " VALUES (?, ?, ?, 'tls', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Test CA', ?, ?)",
+        (account, domain, port, NOW - 9000, NOW - 9000, lineage, event, expected,
+         NOW - 100 if expected else None, state, NOW - 60, state, reasons,
+         None if days is None else int(days), not_after, served,
+         None if expected is None else int(expected == served)))
+    target = int(cur.lastrowid or 0)
+    for i in range(results):
+        conn.execute(
+            "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
+            " issuer, fingerprint, deployed, address, elapsed) VALUES (?, ?, ?, ?, ?, ?, ?,"
+            " 'Test CA', ?, NULL, '127.0.0.1', 0.01)",
+            (target, NOW - 3600 * (results - i), state, state, reasons,
+             None if days is None else int(days), not_after, served))
+    conn.commit()
+    conn.close()
+    return target
+
+
+def _get(app: object, path: str, query: str = "", auth: tuple[str, str] | None = None
+         ) -> tuple[int, dict[str, str], str]:
+    import base64
+    import io
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query,
+               "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO()}
+    if auth:
+        environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(
+            f"{auth[0]}:{auth[1]}".encode()).decode()
+    seen: list[object] = []
+    body = b"".join(app(environ, lambda status, headers: seen.extend([status, headers])))  # type: ignore[operator]
+    return int(str(seen[0]).split()[0]), dict(seen[1]), body.decode()  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def page_app(tmp_path: Path) -> tuple[object, str, dict[str, str]]:
+    from certhook.server.wsgi import make_app
+
+    db, keys = new_db(tmp_path, "alice", "bob")
+    app = make_app(config(db))
+    yield app, db, keys
+    app.close()
+
+
+def test_pages_carry_security_headers(page_app: tuple[object, str, dict[str, str]]) -> None:
+    app, db, keys = page_app
+    target = _add_target(db, "alice", "a.example")
+    for path, query in (("/", ""), ("/target", f"id={target}")):
+        status, headers, body = _get(app, path, query, ("alice", keys["alice"]))
+        assert status == 200, body
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "img-src 'self' data:" in csp and "script" not in csp
+        assert "unsafe-inline" not in csp and f"'sha256-{report._STYLE_HASH}'" in csp
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Cache-Control"] == "no-store"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "<script" not in body and f"<style>{report.STYLE}</style>" in body
+    # the login prompt and errors too: never framed, never cached
+    status, headers, _ = _get(app, "/")
+    assert status == 401 and headers["X-Frame-Options"] == "DENY"
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_style_hash_matches_the_style() -> None:
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(report.STYLE.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in report.CSP
+
+
+def test_page_summary_sort_group_filter_search(
+        page_app: tuple[object, str, dict[str, str]]) -> None:
+    app, db, keys = page_app
+    _add_target(db, "alice", "ok-late.example", days=80, lineage="late")
+    _add_target(db, "alice", "ok-soon.example", days=20, lineage="soon")
+    _add_target(db, "alice", "www.soon.example", "critical", days=20, lineage="soon",
+                expected="bb" * 32, reasons="renewed but not deployed: serving aa")
+    _add_target(db, "alice", "short.example", "warning", days=1.52, lineage="short")
+    _add_target(db, "alice", "down.example", "unknown", days=None, served=None,
+                reasons="connection refused")
+    _add_target(db, "bob", "bob-only.example", "critical")
+    status, _, page = _get(app, "/", "", ("alice", keys["alice"]))
+    assert status == 200
+    assert 'data-state="critical"><b>1</b>' in page and 'data-state="ok"><b>2</b>' in page
+    assert "<b>5</b>all" in page and "bob-only" not in page
+    order = [d for d in ("www.soon.example", "ok-soon.example", "short.example",
+                         "down.example", "ok-late.example")]
+    assert sorted(order, key=page.index) == order  # group "soon" is worst (critical) first
+    assert 'lineage soon: <span class="state critical">critical</span> (2 targets)' in page
+    assert 'lineage short: <span class="state warning">warning</span> (1 target)' in page
+    assert "36 h" in page  # hours when short
+    assert "&ne; deployed" in page and "<code>bbbbbbbbbbbb</code>" in page
+    assert "= deployed" not in page.split("www.soon.example")[1].split("</tr>")[0]
+    # filter by state, search by name (a % is a character, not a wildcard)
+    _, _, page = _get(app, "/", "state=warning", ("alice", keys["alice"]))
+    assert "short.example" in page and "ok-late" not in page
+    assert "targets 1-1 of 1 matching" in page
+    _, _, page = _get(app, "/", "q=SOON", ("alice", keys["alice"]))
+    assert "ok-soon.example" in page and "short.example" not in page
+    _, _, page = _get(app, "/", "q=%25", ("alice", keys["alice"]))
+    assert "0 of 0 targets" in page.replace("targets 0 of 0", "0 of 0 targets")
+    _, _, page = _get(app, "/", "group=host&state=bogus&page=x", ("alice", keys["alice"]))
+    assert "host ok-late.example" in page and "targets 1-5 of 5" in page
+
+
+def test_page_is_paginated(page_app: tuple[object, str, dict[str, str]]) -> None:
+    app, db, keys = page_app
+    conn = sqlite3.connect(db)
+    conn.executemany(
+        "INSERT INTO targets (account, domain, port, protocol, created, last_submitted, state,"
+        " not_after) VALUES ('alice', ?, 443, 'tls', 0, 0, 'ok', ?)",
+        [(f"t{i:04d}.example", NOW + i * 60) for i in range(250)])
+    conn.commit()
+    conn.close()
+    seen = []
+    for number in (1, 2, 3):
+        _, _, page = _get(app, "/", f"page={number}&group=none", ("alice", keys["alice"]))
+        rows = page.count('<tr class="target"')
+        assert rows == (100 if number < 3 else 50)
+        seen += [line for line in page.split("\n") if line.startswith('<tr class="target"')]
+        assert ('rel="next"' in page) == (number < 3) and ('rel="prev"' in page) == (number > 1)
+    assert len(set(seen)) == 250
+    for query, shown in (("page=999999999999", "targets 0 of 250"), ("page=-1", "1-100 of 250"),
+                         ("page=0", "1-100 of 250"), ("page=%C2%B2", "1-100 of 250")):
+        status, _, page = _get(app, "/", query, ("alice", keys["alice"]))
+        assert status == 200 and shown in page, query
+    assert seen[0].count("t0000.example") and seen[-1].count("t0249.example")
+
+
+def test_detail_page_and_account_isolation(page_app: tuple[object, str, dict[str, str]]) -> None:
+    app, db, keys = page_app
+    evil = "<img src=x onerror=alert(1)>\x1b[2J"
+    target = _add_target(db, "alice", "a.example", "critical", expected="bb" * 32,
+                         reasons=f"renewed but not deployed: {evil}", results=5,
+                         event="renewed")
+    bob = _add_target(db, "bob", "b.example")
+    status, _, page = _get(app, "/target", f"id={target}", ("alice", keys["alice"]))
+    assert status == 200
+    assert "systemctl reload nginx" in page and "&lt;img src=x" in page
+    assert "<img" not in page and "\x1b" not in page
+    assert page.count('<tr class="probe"') == 5 and page.count('<circle class="probe"') == 5
+    assert '<svg class="timeline"' in page and '<g class="cert">' in page
+    assert "certbot deployed a renewed certificate" in page
+    for query in (f"id={bob}", "id=999", "id=x", "id=", "id=" + "9" * 40):
+        status, _, page = _get(app, "/target", query, ("alice", keys["alice"]))
+        assert status == 404 and "b.example" not in page, query
+    assert _get(app, "/target", f"id={bob}", ("bob", keys["bob"]))[0] == 200
+    assert _get(app, "/target", f"id={target}")[0] == 401
+
+
+@pytest.mark.parametrize(("finding", "action"), [
+    ("renewed but not deployed: serving aa..., certbot deployed bb...", "systemctl reload"),
+    ("waiting for deployment until 10:00 UTC", "nothing yet"),
+    ("certbot reported a failed renewal", "certbot renew --cert-name"),
+    ("name mismatch: a.example is not in b.example", "--expand"),
+    ("certificate expired 2d ago (2026-01-01)", "renew now"),
+    ("connection refused", "the service runs"),
+    ("something new", "check the service"),
+])
+def test_advice_for_findings(finding: str, action: str) -> None:
+    from certhook.server import report_detail
+
+    assert action in report_detail.advice(finding)[1]
+
+
+def test_status_summary_first_and_pages(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    db, _ = new_db(tmp_path, "alice")
+    for i in range(7):
+        _add_target(db, "alice", f"ok{i}.example", days=30 + i, results=3)
+    bad = _add_target(db, "alice", "bad.example", "critical", days=2, reasons="expires in 2 days")
+    reads: list[int] = []
+    real = report.queries.recent_results
+
+    def counting(conn: sqlite3.Connection, target: int, limit: int = 60) -> list[sqlite3.Row]:
+        reads.append(target)
+        return real(conn, target, limit)
+
+    monkeypatch.setattr(report.queries, "recent_results", counting)
+    assert main(["status", "--db", db, "--limit", "3"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "8 targets: 1 critical, 0 warning, 0 unknown, 0 waiting, 7 ok"
+    assert out[1] == "targets 1-3 of 8, worst first"
+    assert out[3].startswith("alice") and "bad.example:443/tls  critical  47 h " in out[3]
+    assert len(reads) == 3 and reads[0] == bad  # history of the rows shown, once each
+    assert "  bad.example:443: expires in 2 days" in out
+    reads.clear()
+    assert main(["status", "--db", db, "--limit", "3", "--page", "3"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "targets 7-8 of 8, worst first" and "ok6.example" in out[-1]
+    assert len(reads) == 2
+    assert main(["status", "--db", db, "--limit", "3", "--page", "9"]) == 2
+    assert "no targets on page 9 of 8" in capsys.readouterr().out
+    assert main(["status", "--db", db, "--json", "--limit", "2"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert [d["domain"] for d in data] == ["bad.example", "ok0.example"]
+    for bad_arg in (["--limit", "0"], ["--limit", "1001"], ["--page", "x"]):
+        with pytest.raises(SystemExit):
+            main(["status", "--db", db, *bad_arg])
+    capsys.readouterr()
+
+
+def test_every_stored_string_is_escaped_on_both_pages(
+        page_app: tuple[object, str, dict[str, str]]) -> None:
+    app, db, keys = page_app
+    evil = '"><script>alert(1)</script>\x1b[2J\u202e'
+    target = _add_target(db, "alice", "x.example", "waiting", lineage=evil,
+                         served="<i>" + "a" * 60, expected=evil + "b" * 40, reasons=evil,
+                         event=evil, results=3)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE targets SET issuer = ?, address = ?, protocol = ?", (evil, evil, evil))
+    conn.execute("UPDATE results SET issuer = ?, address = ?, reasons = ?, fingerprint = ?,"
+                 " status = ?", (evil, evil, evil, evil, evil))
+    conn.commit()
+    conn.close()
+    for path, query in (("/", ""), ("/", "group=host"), ("/", "q=" + evil),
+                        ("/target", f"id={target}")):
+        status, _, page = _get(app, path, query, ("alice", keys["alice"]))
+        assert status == 200, page
+        assert "<script" not in page and "<i>" not in page and "&lt;script&gt;" in page
+        for raw in ("\x1b", "\u202e"):
+            assert raw not in page, (path, query)

@@ -1,37 +1,80 @@
-"""The report: an HTML page for ``GET /`` and the same table for ``certhook status``.
+"""The report page (``GET /``) and the terminal table of ``certhook status``.
 
-Server-rendered, no script: every value that came from a client or a
-remote certificate goes through ``certhook.escape`` (``for_html`` on the
-page: markup escaped and control characters shown; ``for_terminal`` in the
-text table, so a certificate cannot clear the screen of ``certhook
-status``), and the history of each
-target is an inline SVG (days left over time, one dot per probe coloured by
-its status).
+Server-rendered, no script, no build step: filters and search are plain
+GET forms, pages are links. Every value that came from a client or a remote
+certificate goes through ``certhook.escape`` (``for_html`` on the page:
+markup escaped and control characters shown; ``for_terminal`` in the text
+table, so a certificate cannot clear the screen of ``certhook status``).
+Sorting, grouping and paging happen in SQL (:func:`queries.report_page`):
+a page reads its 100 rows and their recent history, never the whole account.
+The detail page of one target is :mod:`certhook.server.report_detail`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Mapping
+from urllib.parse import urlencode
 
 from certhook.escape import for_html, for_terminal
 from certhook.server import queries
 
-__all__ = ["render_page", "render_text", "sparkline"]
+__all__ = ["COLOURS", "CSP", "PAGE_SIZE", "Filters", "render_page", "render_text", "sparkline"]
 
-COLOURS = {"ok": "#2e7d32", "warning": "#f9a825", "critical": "#c62828", "unknown": "#757575"}
+PAGE_SIZE = 100
+COLOURS = {"ok": "#2e7d32", "warning": "#f9a825", "critical": "#c62828", "unknown": "#757575",
+           "waiting": "#1565c0"}
 
-_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;width:100%}
-th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+th,td{padding:.3em .5em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 th{background:#f4f4f4}
+tr.group td{background:#eef2f5;font-weight:600}
 .state{font-weight:600;text-transform:uppercase}
 .ok{color:#2e7d32}.warning{color:#b28704}.critical{color:#c62828}.unknown{color:#757575}
+.waiting{color:#1565c0}
 .reasons{color:#555;font-size:12px}
+.summary{display:flex;gap:.5em;flex-wrap:wrap;margin:.5em 0}
+.summary a{padding:.3em .8em;border-radius:4px;background:#f4f4f4;text-decoration:none}
+.summary b{font-size:18px;margin-right:.3em}
+.mismatch{color:#c62828;font-weight:600}.match{color:#2e7d32}
+code{font-size:12px}
+form{margin:.5em 0}
 """
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode("utf-8")).digest()).decode()
+#: The pages' Content-Security-Policy: no script at all; the one inline style by hash.
+CSP = (f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self' data:;"
+       " form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+class Filters:
+    """The page's query parameters, read leniently: anything unknown is ignored."""
+
+    def __init__(self, params: Mapping[str, str]) -> None:
+        self.states = tuple(s for s in queries.SEVERITY
+                            if s in params.get("state", "").split(","))
+        self.search = params.get("q", "").strip()[:200]
+        group = params.get("group", "lineage")
+        self.group = group if group in queries.GROUPINGS else "lineage"
+        page = params.get("page", "1")
+        self.page = int(page[:9]) if page.isdigit() and page.isascii() and int(page[:9]) else 1
+
+    def query(self, **changes: object) -> str:
+        values = {"state": ",".join(self.states), "q": self.search, "group": self.group,
+                  "page": str(self.page)}
+        values.update({k: str(v) for k, v in changes.items()})
+        return "?" + urlencode({k: v for k, v in values.items()
+                                if v and not (k == "page" and v == "1")
+                                and not (k == "group" and v == "lineage")})
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _ago(timestamp: float | None, now: float) -> str:
@@ -44,10 +87,51 @@ def _ago(timestamp: float | None, now: float) -> str:
     return f"{seconds}s ago"
 
 
-def _deployed(row: sqlite3.Row) -> str:
+def time_left(not_after: float | None, now: float) -> str:
+    """Days left, hours when under three days, "expired Nh ago" once past."""
+    if not_after is None:
+        return ""
+    seconds = not_after - now
+    if seconds < 0:
+        return f"expired {_ago(not_after, now)}"
+    if seconds < 3 * 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} d"
+
+
+def deployed(row: sqlite3.Row) -> str:
+    """Whether the certificate certbot deployed is the one served, in words."""
     if row["expected_fingerprint"] is None:
         return "n/a"
-    return {None: "pending", 1: "yes", 0: "no"}[row["deployed"]]
+    return {None: "pending", 1: "yes", 0: "no"}.get(row["deployed"], "?")
+
+
+def _fingerprints(row: sqlite3.Row) -> str:
+    served, expected = row["served_fingerprint"], row["expected_fingerprint"]
+
+    def short(fingerprint: str | None) -> str:
+        return f"<code>{for_html(fingerprint[:12])}</code>" if fingerprint else "none"
+
+    if expected is None:
+        return f"{short(served)}<div class=\"reasons\">certbot reported none</div>"
+    if served == expected:
+        return f'{short(served)} <span class="match">= deployed</span>'
+    return (f'{short(served)} <span class="mismatch">&ne; deployed</span> '
+            f"{short(expected)}")
+
+
+def _waiting(row: sqlite3.Row, grace: float) -> str:
+    if row["state"] != "waiting" or row["expected_since"] is None:
+        return ""
+    return for_html(queries.iso(row["expected_since"] + grace) or "")
+
+
+def _event(row: sqlite3.Row) -> str:
+    event = row["last_event"]
+    if not event:
+        return ""
+    when = row["expected_since"] if event != "failed" else row["last_submitted"]
+    return f"{for_html(event)} <small>{for_html((queries.iso(when) or '')[:16])}</small>"
 
 
 def sparkline(points: list[tuple[float, int | None, str]], width: int = 160,
@@ -78,73 +162,141 @@ def sparkline(points: list[tuple[float, int | None, str]], width: int = 160,
         parts.append(f'<polyline fill="none" stroke="#90a4ae" stroke-width="1" points="{line}"/>')
     for t, d, status in points:
         colour = COLOURS.get(status, COLOURS["unknown"])
-        label = html.escape(f"{queries.iso(t)}: {status}, {d if d is not None else '?'} days")
+        label = for_html(f"{queries.iso(t)}: {status}, {d if d is not None else '?'} days")
         parts.append(f'<circle cx="{x(t):.1f}" cy="{y(d):.1f}" r="2" fill="{colour}">'
                      f"<title>{label}</title></circle>")
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _rows(conn: sqlite3.Connection, account: str | None) -> list[tuple[sqlite3.Row, Any]]:
-    return [(row, queries.recent_results(conn, int(row["id"])))
-            for row in queries.account_targets(conn, account)]
+def head(title: str) -> list[str]:
+    """The start of a page: doctype, title, the style the CSP allows by its hash."""
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{for_html(title)}</title><style>{STYLE}</style></head><body>"]
 
 
-def render_page(conn: sqlite3.Connection, account: str, now: float | None = None) -> str:
-    """The report page of ``account``: only its targets."""
+def _summary(counts: dict[str, int], filters: Filters) -> str:
+    total = sum(counts.values())
+    links = [f'<a href="{html.escape(filters.query(state="", page=1))}">'
+             f"<b>{total}</b>all</a>"]
+    for state in queries.SEVERITY:
+        n = counts.get(state, 0)
+        links.append(f'<a class="{state}" href="{html.escape(filters.query(state=state, page=1))}"'
+                     f' data-state="{state}"><b>{n}</b>{state}</a>')
+    return f'<nav class="summary" aria-label="targets per state">{"".join(links)}</nav>'
+
+
+def _form(filters: Filters) -> str:
+    options = "".join(
+        f'<option value="{s}"{" selected" if filters.states == (s,) else ""}>{s}</option>'
+        for s in ("", *queries.SEVERITY)).replace('<option value="">', '<option value="">any')
+    groups = "".join(f'<option value="{g}"{" selected" if filters.group == g else ""}>{g}'
+                     "</option>" for g in queries.GROUPINGS)
+    return (f'<form method="get" action="/"><label>name <input name="q" type="search" '
+            f'value="{for_html(filters.search)}"></label> <label>state <select name="state">'
+            f"{options}</select></label> <label>group by <select name=\"group\">{groups}"
+            "</select></label> <button>show</button></form>")
+
+
+_COLUMNS = ("target", "state", "not after", "time left", "served vs deployed",
+            "deployment deadline", "last renewal", "last probe", "history")
+
+
+def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str] | None = None,
+                now: float | None = None, grace: float = 300.0) -> str:
+    """A page of the report of ``account`` (only its targets), per ``params``."""
     now = time.time() if now is None else now
-    esc = for_html
-    out = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>certhook: {esc(account)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>certhook report: {esc(account)}</h1>",
-        f"<p>{esc(queries.iso(now) or '')}</p>",
-        "<table><thead><tr><th>target</th><th>state</th><th>days left</th><th>issuer</th>"
-        "<th>last probe</th><th>deployed cert live</th><th>history</th></tr></thead><tbody>",
-    ]
-    rows = _rows(conn, account)
-    for row, history in rows:
-        state = row["state"] if row["state"] in COLOURS else "unknown"
-        reasons = "".join(f"<div>{esc(r)}</div>" for r in (row["reasons"] or "").split("\n") if r)
-        points = [(r["time"], r["days_left"], r["status"]) for r in history]
-        days = "" if row["days_left"] is None else str(int(row["days_left"]))
-        out.append(
-            f'<tr><td>{esc(row["domain"])}:{int(row["port"])} '
-            f'<small>{esc(row["protocol"])}</small></td>'
-            f'<td><span class="state {state}">{esc(row["state"])}</span>'
-            f'<div class="reasons">{reasons}</div></td>'
-            f"<td>{days}</td><td>{esc(row['issuer'] or '')}</td>"
-            f'<td title="{esc(queries.iso(row["last_probe"]) or "")}">'
-            f'{esc(_ago(row["last_probe"], now))}</td>'
-            f"<td>{_deployed(row)}</td><td>{sparkline(points)}</td></tr>"
-        )
+    filters = Filters(params or {})
+    counts = queries.state_counts(conn, account)
+    rows, total = queries.report_page(
+        conn, account, states=filters.states, search=filters.search, group=filters.group,
+        offset=(filters.page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    out = head(f"certhook: {account}")
+    out += [f"<h1>certhook report: {for_html(account)}</h1>",
+            f"<p>{for_html(queries.iso(now) or '')}</p>", _summary(counts, filters),
+            _form(filters)]
+    first = (filters.page - 1) * PAGE_SIZE
+    shown = f"{first + 1}-{first + len(rows)}" if rows else "0"
+    out.append(f'<p id="shown">targets {shown} of {total} matching, {PAGE_SIZE} per page,'
+               " worst first.</p>")
+    out.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in _COLUMNS)
+               + "</tr></thead><tbody>")
+    group = None
+    for row in rows:
+        if filters.group != "none" and row["group_key"] != group:
+            group = row["group_key"]
+            worst = queries.SEVERITY[min(int(row["group_severity"]), len(queries.SEVERITY) - 1)]
+            out.append(f'<tr class="group"><td colspan="{len(_COLUMNS)}">{filters.group} '
+                       f"{for_html(group)}: <span class=\"state {worst}\">{worst}</span>"
+                       f" ({_plural(int(row['group_size']), 'target')})</td></tr>")
+        out.append(_row(conn, row, now, grace))
     if not rows:
-        out.append('<tr><td colspan="7">No targets yet: point a certhook client at this '
-                   "server with this account's key.</td></tr>")
-    out.append("</tbody></table></body></html>")
+        text = ("No targets yet: point a certhook client at this server with this account's"
+                " key." if not counts else "No target matches.")
+        out.append(f'<tr><td colspan="{len(_COLUMNS)}">{text}</td></tr>')
+    out.append("</tbody></table>")
+    links = []
+    if filters.page > 1:
+        links.append(f'<a rel="prev" href="{html.escape(filters.query(page=filters.page - 1))}">'
+                     "previous page</a>")
+    if first + len(rows) < total:
+        links.append(f'<a rel="next" href="{html.escape(filters.query(page=filters.page + 1))}">'
+                     "next page</a>")
+    out.append(f"<p>{' | '.join(links)}</p></body></html>")
     return "\n".join(out)
 
 
-def render_text(conn: sqlite3.Connection, account: str | None, now: float | None = None) -> str:
-    """The report as a terminal table (all accounts for None)."""
+def _row(conn: sqlite3.Connection, row: sqlite3.Row, now: float, grace: float) -> str:
+    state = row["state"] if row["state"] in COLOURS else "unknown"
+    reasons = "".join(f"<div>{for_html(r)}</div>" for r in (row["reasons"] or "").split("\n") if r)
+    history = queries.recent_results(conn, int(row["id"]), 30)
+    points = [(r["time"], r["days_left"], r["status"]) for r in history]
+    return (
+        f'<tr class="target" data-state="{state}"><td><a href="/target?id={int(row["id"])}">'
+        f'{for_html(row["domain"])}:{int(row["port"])}</a> <small>{for_html(row["protocol"])}'
+        f'</small></td><td><span class="state {state}">{for_html(row["state"])}</span>'
+        f'<div class="reasons">{reasons}</div></td>'
+        f"<td>{for_html((queries.iso(row['not_after']) or '')[:10])}"
+        f'<div class="reasons">{for_html(row["issuer"] or "")}</div></td>'
+        f"<td>{time_left(row['not_after'], now)}</td><td>{_fingerprints(row)}</td>"
+        f"<td>{_waiting(row, grace)}</td><td>{_event(row)}</td>"
+        f'<td title="{for_html(queries.iso(row["last_probe"]) or "")}">'
+        f'{for_html(_ago(row["last_probe"], now))}</td><td>{sparkline(points)}</td></tr>')
+
+
+def render_text(conn: sqlite3.Connection, account: str | None, now: float | None = None,
+                limit: int = PAGE_SIZE, page: int = 1, history: int = 20) -> str:
+    """The report as a terminal table (all accounts for None): the summary, then one page,
+    worst first; the history marks of the rows shown only."""
     now = time.time() if now is None else now
-    header = ["account", "target", "state", "days", "issuer", "last probe", "deployed",
-              "history"]
+    counts = queries.state_counts(conn, account)
+    total = sum(counts.values())
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in queries.SEVERITY)
+    rows, _ = queries.report_page(conn, account, group="none", offset=(page - 1) * limit,
+                                  limit=limit)
+    first = (page - 1) * limit
+    lines = [f"{total} targets: {summary}",
+             f"targets {first + 1}-{first + len(rows)} of {total}, worst first"
+             if rows else f"no targets on page {page} of {total}"]
+    header = ["account", "target", "state", "left", "not after", "issuer", "last probe",
+              "deployed", "history"]
     table = [header]
-    for row, history in _rows(conn, account):
+    for row in rows:
         marks = "".join({"ok": ".", "warning": "w", "critical": "C"}.get(r["status"], "?")
-                        for r in history[-20:])
+                        for r in queries.recent_results(conn, int(row["id"]), history))
         table.append([for_terminal(cell) for cell in (
             row["account"], f"{row['domain']}:{row['port']}/{row['protocol']}", row["state"],
-            "" if row["days_left"] is None else str(row["days_left"]),
-            (row["issuer"] or "")[:30], _ago(row["last_probe"], now), _deployed(row), marks,
+            time_left(row["not_after"], now), (queries.iso(row["not_after"]) or "")[:10],
+            (row["issuer"] or "")[:30], _ago(row["last_probe"], now), deployed(row), marks,
         )])
     if account is not None:
         header.pop(0)
         table = [header] + [r[1:] for r in table[1:]]
-    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
-    for row, _ in _rows(conn, account):
+    if rows:
+        widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+        lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
+    for row in rows:
         for reason in (row["reasons"] or "").split("\n"):
             if reason and row["state"] != "ok":
                 lines.append(for_terminal(f"  {row['domain']}:{row['port']}: {reason}"))

@@ -51,6 +51,11 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 _WAIT = 30.0
 _BASIC_REALM = ("WWW-Authenticate", 'Basic realm="certhook", charset="UTF-8"')
 log = logging.getLogger("certhook.http")
+# On every answer, pages and API alike: nothing cached (the pages are behind a
+# login), no framing (clickjacking), no Referer leaving with a target's name,
+# no type sniffing. The pages' CSP (report.CSP) allows no script at all.
+_SECURITY_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                     ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
 Answer = tuple[int, list[tuple[str, str]], Union[bytes, IO[bytes]]]
 _CHUNK = 1 << 16
 
@@ -124,8 +129,7 @@ class AuditApp:
             length = body.seek(0, os.SEEK_END)
             body.seek(0)
             chunks = _chunks(body)
-        headers = [("Content-Length", str(length)), ("Cache-Control", "no-store"),
-                   ("X-Content-Type-Options", "nosniff"), *headers]
+        headers = [("Content-Length", str(length)), *_SECURITY_HEADERS, *headers]
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
         return chunks
 
@@ -150,9 +154,9 @@ class AuditApp:
         if path in ("/api/v1/targets/remove", "/api/v1/targets/mute", "/api/v1/targets/unmute"):
             self._allow(method, "POST")
             return self._target_action(environ, path.rsplit("/", 1)[1])
-        if path in ("/", "/index.html"):
+        if path in ("/", "/index.html", "/target"):
             self._allow(method, "GET")
-            return self._report(environ)
+            return self._report(environ, path)
         if path == "/metrics":
             self._allow(method, "GET")
             return self._metrics(environ)
@@ -366,7 +370,7 @@ class AuditApp:
                              "protocol": r["protocol"]} for r in rows]}
         return 200, [("Content-Type", "application/json")], _dumps(data)
 
-    def _report(self, environ: dict[str, Any]) -> Answer:
+    def _report(self, environ: dict[str, Any], path: str) -> Answer:
         from certhook.server import report
 
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -382,10 +386,21 @@ class AuditApp:
         if account is None:
             return 401, [("Content-Type", "text/plain; charset=utf-8"), _BASIC_REALM], (
                 b"Log in with your account name and API key.\n")
-        html = report.render_page(self._conn(), account)
+        params = dict(parse_qsl(environ.get("QUERY_STRING", ""), True))
+        if path == "/target":
+            from certhook.server import report_detail
+
+            text = params.get("id", "")
+            row = queries.account_target(self._conn(), account, int(text[:18])) if (
+                text.isdigit() and text.isascii()) else None
+            if row is None:  # another account's target is as absent as a missing one
+                return 404, [("Content-Type", "text/plain; charset=utf-8")], (
+                    b"No such target in this account.\n")
+            html = report_detail.render_detail(self._conn(), row, grace=self.config.grace)
+        else:
+            html = report.render_page(self._conn(), account, params, grace=self.config.grace)
         return 200, [("Content-Type", "text/html; charset=utf-8"),
-                     ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-                     ], html.encode("utf-8")
+                     ("Content-Security-Policy", report.CSP)], html.encode("utf-8")
 
     def _metrics(self, environ: dict[str, Any]) -> Answer:
         """The Prometheus exposition: an account's targets with its key (Basic or
