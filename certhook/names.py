@@ -31,3 +31,8 @@ STARTTLS_PORTS = {
 
 #: Every protocol name a target may carry, with its default port.
 PROTOCOL_PORTS = {TLS: HTTPS_PORT, **STARTTLS_PORTS}
+
+#: A bound on a lineage's renew_before_expiry, in seconds: 100 years (ten
+#: digits). No certificate lives that long; a longer interval means "renew on
+#: every run" (certhook.certbot.interval, and the protocol's renew_before).
+MAX_RENEW_BEFORE = 100 * 365 * 86400

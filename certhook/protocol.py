@@ -10,8 +10,8 @@ server alike. Nothing here touches a socket.
 
 from __future__ import annotations
 
-from certhook.certbot.interval import MAX_RENEW_BEFORE
 from certhook.errors import ParseError
+from certhook.names import MAX_RENEW_BEFORE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

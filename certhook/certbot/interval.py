@@ -21,6 +21,7 @@ Pure string code, no ``re``: the deploy hook reads this on every renewal
 from __future__ import annotations
 
 from certhook.errors import ParseError
+from certhook.names import MAX_RENEW_BEFORE
 
 __all__ = ["MAX_RENEW_BEFORE", "parse_interval"]
 
@@ -38,9 +39,6 @@ _UNITS = {
     **dict.fromkeys(("mth", "month", "months"), 30 * _DAY),
     **dict.fromkeys(("y", "yr", "year", "years"), 365 * _DAY),
 }
-#: A bound on the input: 100 years, ten digits of seconds. No certificate
-#: lives that long; a longer interval means "renew on every run".
-MAX_RENEW_BEFORE = 100 * 365 * _DAY
 _MAX_TEXT = 64
 _MAX_NUMBER = 12  # characters of one number, "1.5" included
 _DIGITS = frozenset("0123456789")
