@@ -148,7 +148,8 @@ def bench_floor(workdir: Path, seconds: float, batch: int, targets: int, name: s
             host = f"h{n % targets}.example"
             rows.append(("bench", f"f{n}", now, "line", "127.0.0.1:1", host, "443", "",
                          None, None, None, "bench"))
-            hosts[host] = ("bench", host, 443, "tls", now, now, None, None, None, None, now, "", None, None)
+            hosts[host] = ("bench", host, 443, "tls", now, now, None, None, None, None, now, "",
+                           None, None)
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(_INSERT_SUBMISSION, rows)
         conn.executemany(_UPSERT_TARGET, list(hosts.values()))
