@@ -295,3 +295,20 @@ def test_the_tables_that_read_are_the_known_keys_and_documented() -> None:
         assert header in section, f"docs/server.md lacks {header}"
         for key in table:
             assert re.search(rf"^\s*#?\s*{key} =", section, re.M), f"docs lack [{name}] {key}"
+
+
+def test_the_shipped_example_server_config_is_clean_and_shows_the_defaults(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # contrib/certhook-server.conf says its values are the defaults: keep it true.
+    from dataclasses import fields
+
+    from certhook.server.config import ServerConfig, load_config
+
+    example = Path(__file__).parent.parent / "contrib" / "certhook-server.conf"
+    with caplog.at_level("WARNING"):
+        loaded = load_config(example)
+    assert caplog.records == []
+    differ = [f.name for f in fields(ServerConfig)
+              if getattr(loaded, f.name) != getattr(ServerConfig(), f.name)]
+    assert differ == []
