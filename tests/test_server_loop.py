@@ -134,7 +134,8 @@ def test_full_loop(pebble: Pebble, certbot: Certbot, tmp_path: Path,
             assert shown["port"] == endpoint.port and shown["status"] == "ok"
             status, page = http("GET", base + "/", basic=("alice", key))
             assert status == 200 and DOMAIN in page and 'class="state ok"' in page
-            assert f"<td>{first.days_left()}</td>" in page and "<td>yes</td>" in page
+            assert f"<td>{first.days_left()} d</td>" in page  # time left
+            assert 'class="match">= deployed</span>' in page
             assert smtp.messages == [] and webhook.received == []  # nothing wrong so far
 
             # Renew; the endpoint keeps serving the old certificate.
@@ -151,7 +152,7 @@ def test_full_loop(pebble: Pebble, certbot: Certbot, tmp_path: Path,
             wait_until(lambda: smtp.messages and webhook.received, what="notices")
             status, page = http("GET", base + "/", basic=("alice", key))
             assert 'class="state critical"' in page and "renewed but not deployed" in page
-            assert "<td>no</td>" in page
+            assert 'class="mismatch">&ne; deployed</span>' in page
     finally:
         endpoint.close()
         smtp.close()
