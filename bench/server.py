@@ -199,7 +199,7 @@ def populate(db: Path, targets: int, results: int) -> str:
             state = rng.choice(READ_STATES)
             rows.append((
                 account, f"t{i:06d}.example", 443, "tls", now - 90 * 86400, now - 3600,
-                f"l{i // 3}", "renewed", fingerprint, now - 30 * 86400 - (i // 3) * 60, None,
+                f"l{i // 3}", "deployed", fingerprint, now - 30 * 86400 - (i // 3) * 60, None,
                 state, now - 86400, 0, now - 600, "ok" if state == "ok" else "critical",
                 "" if state == "ok" else "the served certificate is not the deployed one",
                 60, now + rng.random() * 90 * 86400, "CN=Bench CA", fingerprint,
@@ -224,7 +224,7 @@ def populate(db: Path, targets: int, results: int) -> str:
     conn.executemany(_INSERT_SUBMISSION, [
         (account, f"renew-{lineage}", now - 30 * 86400 - lineage * 60, "line", "127.0.0.1:1",
          " ".join(f"t{i:06d}.example" for i in range(3 * lineage, 3 * lineage + 3)), "443",
-         "tls", None, f"l{lineage}", "renewed", "certhook/bench")
+         "tls", None, f"l{lineage}", "deployed", "certhook/bench")
         for account, count in (("bench", targets), ("other", 100))
         for lineage in range((count + 2) // 3)])
     conn.execute("COMMIT")

@@ -356,7 +356,7 @@ def test_page_marks_waiting_and_muted_per_account(
     from certhook.server import queries
 
     app, db, keys = page_app
-    _add_target(db, "alice", "wait.example", "waiting", expected="bb" * 32, event="renewed")
+    _add_target(db, "alice", "wait.example", "waiting", expected="bb" * 32, event="deployed")
     muted = _add_target(db, "alice", "muted.example", "critical", reasons="expired")
     _mute(db, muted, NOW + 2 * 86400)
     _mute(db, _add_target(db, "alice", "was-muted.example"), NOW - 60)  # a mute that ended
@@ -407,13 +407,13 @@ def test_last_renewal_event_shows_the_submissions_time(
     _submission(db, "alice", NOW - 7200 - 7, "f.example www.f.example", "failed", "f")
     _submission(db, "alice", NOW - 9000, "f.example", None, "f")
     # A renewal delivered again later (same certificate): the later one is the event.
-    renewed = _add_target(db, "alice", "r.example", lineage="r", event="renewed",
+    renewed = _add_target(db, "alice", "r.example", lineage="r", event="deployed",
                           expected="aa" * 32)
-    _submission(db, "alice", NOW - 100, "r.example", "renewed", "r")
-    _submission(db, "alice", NOW - 50, "r.example", "renewed", "r")
+    _submission(db, "alice", NOW - 100, "r.example", "deployed", "r")
+    _submission(db, "alice", NOW - 50, "r.example", "deployed", "r")
     # bob's later events of the same lineage and name are not alice's
     _submission(db, "bob", NOW - 10, "f.example", "failed", "f")
-    _submission(db, "bob", NOW - 10, "r.example", "renewed", "r")
+    _submission(db, "bob", NOW - 10, "r.example", "deployed", "r")
     _, _, page = _get(app, "/", "", ("alice", keys["alice"]))
     f_row = page.split(f'href="/target?id={failed}"')[1].split("</tr>")[0]
     stamp = queries.iso(NOW - 7207)
@@ -423,9 +423,9 @@ def test_last_renewal_event_shows_the_submissions_time(
     _, _, detail = _get(app, "/target", f"id={failed}", ("alice", keys["alice"]))
     assert f"failed {stamp}" in detail
     # no submission on record (a database from before): the event, without a made-up time
-    _add_target(db, "alice", "old.example", lineage="old", event="renewed")
+    _add_target(db, "alice", "old.example", lineage="old", event="deployed")
     _, _, page = _get(app, "/", "", ("alice", keys["alice"]))
-    assert "<td>renewed</td>" in page.split("old.example:443")[1].split("</tr>")[0]
+    assert "<td>deployed</td>" in page.split("old.example:443")[1].split("</tr>")[0]
 
 
 def test_status_shows_muted_targets_with_their_end(tmp_path: Path,
