@@ -472,6 +472,12 @@ def test_listings_carry_the_summary_first_per_account(server: Server) -> None:
         muted = {d["domain"]: d["muted_until"] for d in data[listing]}
         assert muted.get("m1.example", mute["muted_until"]) == mute["muted_until"]
         assert muted.get("good.example") is None and "bob.example" not in muted
+    # the summary heads the listing, not every page of it (it reads the whole account)
+    for path, listing in (("/api/v1/domains", "domains"), ("/api/v1/targets", "targets")):
+        _, first = http("GET", f"{base}{path}?limit=2", key=keys["alice"])
+        _, second = http("GET", f"{base}{path}?limit=2&cursor={first['next']}", key=keys["alice"])
+        assert first["summary"]["total"] == 3 and "summary" not in second
+        assert len(first[listing]) + len(second[listing]) == 3
     status, one = http("GET", f"{base}/api/v1/domains/good.example", key=keys["alice"])
     assert one["summary"]["total"] == 1 and one["summary"]["muted"] == 0
     assert one["targets"][0]["muted_until"] is None

@@ -181,9 +181,7 @@ class AuditApp:
         if path == "/api/v1/domains":
             limit = _count(params, "limit", queries.PAGE_DEFAULT, queries.PAGE_MAX)
             rows, cursor = queries.target_page(conn, account, limit, after)
-            # the summary first: counts of the whole account, whatever page this is
-            data: Any = {"ok": True, "account": account,
-                         "summary": queries.listing_summary(conn, account, now),
+            data: Any = {"ok": True, "account": account, **_summary(conn, account, now, after),
                          "domains": [queries.target_json(r, now) for r in rows]}
         else:
             domain = unquote(path[len("/api/v1/domains/"):]).lower().rstrip(".")
@@ -193,8 +191,7 @@ class AuditApp:
             if not targets and after is None:
                 raise _HttpError(404, "syntax", f"no target {domain[:100]!r} in this account")
             data = {"ok": True, "domain": domain,
-                    "summary": queries.listing_summary(conn, account, now, domain),
-                    "targets": targets}
+                    **_summary(conn, account, now, after, domain), "targets": targets}
         data["next"] = queries.encode_cursor(cursor) if cursor else None
         return 200, [("Content-Type", "application/json")], _dumps(data)
 
@@ -336,7 +333,7 @@ class AuditApp:
         now = time.time()
         last = rows[limit - 1] if len(rows) > limit else None
         data = {"ok": True, "account": account,
-                "summary": queries.listing_summary(self._conn(), account, now),
+                **_summary(self._conn(), account, now, after),
                 "targets": [targets.target_json(r, now) for r in rows[:limit]],
                 "next": None if last is None else queries.encode_cursor(
                     (str(last["domain"]), int(last["port"]), str(last["protocol"])))}
@@ -439,6 +436,19 @@ class AuditApp:
         if exc.status == 401:
             headers.append(("WWW-Authenticate", 'Bearer realm="certhook"'))
         return exc.status, headers, body
+
+
+def _summary(conn: Any, account: str, now: float, after: queries.Cursor | None,
+             domain: str | None = None) -> dict[str, Any]:
+    """The listing's summary (targets per state, total, muted), before its first page.
+
+    Only the first page (no cursor) has it: the counts read every target of the
+    account, and a walk of 100 pages paid that 100 times (4.0 s grew to 9.1 s
+    at 100,000 targets, ``bench/server.py read``).
+    """
+    if after is not None:
+        return {}
+    return {"summary": queries.listing_summary(conn, account, now, domain)}
 
 
 def _basic(value: str) -> tuple[str, str]:
