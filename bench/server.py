@@ -15,6 +15,23 @@ average), plus the same loop with one transaction per submission, which is
 what a server without group commit could at best do.
 
     .venv/bin/python bench/server.py [--seconds 5] [--procs 4] [--conns 16]
+
+``read``: the read side (issue 11) at each of ``--targets`` targets. A
+database of that many targets of one account, ``--results`` probe results
+each (default 10, 3 from 100,000 on) and one renewal submission per lineage,
+written with ``executemany`` into the schema the server's own code makes, in
+a temporary directory. Then the real ``certhook serve`` (HTTP on loopback,
+no auditor: no target is ever probed) answers ``GET /`` (a page of the
+report), ``/target``, ``/metrics`` and the API listings (the first page, and
+every page walked by its cursor), and the real ``certhook status`` runs as
+a process. Each is timed (best of ``--repeat``) against a bare SQLite query
+over the same rows (the floor: the sorted ``LIMIT`` for a page, the full
+scan for ``/metrics`` and a walk), with the serve process's VmRSS after it
+and VmHWM (from /proc), and ``status``'s own peak RSS.
+
+    .venv/bin/python bench/server.py read [--targets 1000,10000] [--results 10]
+    .venv/bin/python bench/server.py read --targets 1000,10000,100000   # the full run
+    (the default takes seconds; the full run a few minutes, most of it at 100,000)
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -160,7 +178,279 @@ def bench_floor(workdir: Path, seconds: float, batch: int, targets: int, name: s
     return {"rate": n / elapsed, "batch": batch, "commit_ms": 1000 * elapsed / tx}
 
 
+# -- the read side: status, the report page, /metrics and the API at N targets -----------
+
+READ_STATES = ["ok"] * 90 + ["warning"] * 4 + ["critical"] * 3 + ["unknown"] * 2 + ["waiting"]
+
+
+def populate(db: Path, targets: int, results: int) -> str:
+    """A database of ``targets`` targets of account ``bench`` (and 100 of ``other``),
+    ``results`` results each, one renewal submission per lineage; the schema is the
+    server's own (``store.connect``). Returns bench's key."""
+    import random
+
+    conn = store.connect(str(db))
+    key = store.add_account(conn, "bench")
+    store.add_account(conn, "other")
+    now, rng = time.time(), random.Random(1)
+    rows = []
+    for account, count in (("bench", targets), ("other", 100)):
+        for i in range(count):
+            fingerprint = f"{rng.getrandbits(256):064x}"
+            state = rng.choice(READ_STATES)
+            rows.append((
+                account, f"t{i:06d}.example", 443, "tls", now - 90 * 86400, now - 3600,
+                f"l{i // 3}", "deployed", fingerprint, now - 30 * 86400 - (i // 3) * 60, None,
+                state, now - 86400, 0, now - 600, "ok" if state == "ok" else "critical",
+                "" if state == "ok" else "the served certificate is not the deployed one",
+                60, now + rng.random() * 90 * 86400, "CN=Bench CA", fingerprint,
+                1 if state != "waiting" else 0, "127.0.0.1",
+                now + 86400 if i % 50 == 0 else None))
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO targets (account, domain, port, protocol, created, last_submitted,"
+        " lineage, last_event, expected_fingerprint, expected_since, next_probe, state,"
+        " state_since, failures, last_probe, status, reasons, days_left, not_after, issuer,"
+        " served_fingerprint, deployed, address, muted_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    ids = [r[0] for r in conn.execute("SELECT id FROM targets")]
+    step = 6 * 3600  # the default interval
+    for start in range(0, len(ids), 10_000):
+        conn.executemany(
+            "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
+            " issuer, fingerprint, deployed, address, elapsed)"
+            " VALUES (?, ?, 'ok', 'ok', '', 60, ?, 'CN=Bench CA', 'aa', 1, '127.0.0.1', 0.05)",
+            [(t, now - k * step, now + 60 * 86400) for t in ids[start:start + 10_000]
+             for k in range(results)])
+    conn.executemany(_INSERT_SUBMISSION, [
+        (account, f"renew-{lineage}", now - 30 * 86400 - lineage * 60, "line", "127.0.0.1:1",
+         " ".join(f"t{i:06d}.example" for i in range(3 * lineage, 3 * lineage + 3)), "443",
+         "tls", None, f"l{lineage}", "deployed", "certhook/bench")
+        for account, count in (("bench", targets), ("other", 100))
+        for lineage in range((count + 2) // 3)])
+    conn.execute("COMMIT")
+    conn.close()
+    return key
+
+
+def _proc_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of ``pid``, in KiB, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = int(value.split()[0])
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(port: int, path: str, auth: str) -> tuple[float, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.perf_counter()
+    conn.request("GET", path, headers={"Authorization": auth})
+    answer = conn.getresponse()
+    body = answer.read()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    if answer.status != 200:
+        raise SystemExit(f"GET {path}: {answer.status} {body[:200]!r}")
+    return elapsed, body
+
+
+def _best(call: object, repeat: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = call()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - started)
+    return best, out
+
+
+def _best_run(argv: list[str], repeat: int) -> tuple[float, int]:
+    import subprocess
+
+    best, rss = float("inf"), 0
+    for _ in range(repeat):
+        seconds, _, peak = subprocess.run(argv, check=True, capture_output=True,
+                                          text=True).stdout.split()
+        best, rss = min(best, float(seconds)), int(peak)
+    return best, rss
+
+
+def _walk(port: int, path: str, auth: str, field: str) -> tuple[float, int, int]:
+    """Every page of an API listing, by its ``next`` cursor: time, requests, items."""
+    import json
+
+    started = time.perf_counter()
+    cursor, requests, items = None, 0, 0
+    while True:
+        url = path + (f"&cursor={cursor}" if cursor else "")
+        _, body = _get(port, url, auth)
+        data = json.loads(body)
+        requests += 1
+        items += len(data[field])
+        cursor = data.get("next")
+        if not cursor:
+            return time.perf_counter() - started, requests, items
+
+
+def bench_read(workdir: Path, targets: int, results: int, repeat: int) -> list[dict[str, Any]]:
+    """Each read path against the real ``certhook serve`` and ``certhook status``."""
+    import base64
+    import subprocess
+
+    from certhook.server import queries
+
+    db = workdir / f"read-{targets}.db"
+    started = time.perf_counter()
+    key = populate(db, targets, results)
+    built = time.perf_counter() - started
+    port = _free_port()
+    certhook = [sys.executable, "-m", "certhook"]
+    server = subprocess.Popen(
+        [*certhook, "serve", "--db", str(db), "--line-listen", "off", "--http-listen",
+         f"127.0.0.1:{port}", "--no-audit", "--log-level", "WARNING"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    basic = "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()
+    bearer = f"Bearer {key}"
+    out: list[dict[str, Any]] = []
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        idle = _proc_memory(server.pid)
+        floor = sqlite3.connect(str(db))
+        sev = queries._SEVERITY_SQL
+
+        def q(sql: str, *args: object) -> Callable[[], object]:
+            return lambda: floor.execute(sql, args).fetchall()
+
+        page_floor = q(f"SELECT * FROM targets WHERE account = ? ORDER BY {sev}, not_after"
+                       " LIMIT 100", "bench")
+        status_floor = q(f"SELECT * FROM targets WHERE account = ? ORDER BY {sev}, not_after"
+                         " LIMIT 50", "bench")
+        first_floor = q("SELECT * FROM targets WHERE account = ? ORDER BY domain, port, protocol"
+                        " LIMIT 100", "bench")
+        scan_floor = q("SELECT * FROM targets WHERE account = ? ORDER BY domain, port, protocol",
+                       "bench")
+        name_floor = q("SELECT * FROM results WHERE target = (SELECT id FROM targets WHERE"
+                       " account = ? AND domain = ?) ORDER BY time DESC LIMIT 60", "bench",
+                       "t000001.example")
+        middle = max(1, targets // 100 // 2)
+        cases: list[tuple[str, Callable[[], float], Callable[[], object]]] = [
+            ("GET / (page 1)", lambda: _get(port, "/", basic)[0], page_floor),
+            (f"GET /?page={middle}", lambda: _get(port, f"/?page={middle}", basic)[0],
+             q(f"SELECT * FROM targets WHERE account = ? ORDER BY {sev}, not_after"
+               " LIMIT 100 OFFSET ?", "bench", (middle - 1) * 100)),
+            ("GET /target?id=2", lambda: _get(port, "/target?id=2", basic)[0], name_floor),
+            ("GET /api/v1/domains", lambda: _get(port, "/api/v1/domains", bearer)[0],
+             first_floor),
+            ("GET /api/v1/domains/NAME", lambda: _get(
+                port, "/api/v1/domains/t000001.example", bearer)[0], name_floor),
+            ("GET /api/v1/targets", lambda: _get(port, "/api/v1/targets", bearer)[0],
+             first_floor),
+            ("GET /metrics", lambda: _get(port, "/metrics", bearer)[0], scan_floor),
+        ]
+        for name, call, bare in cases:
+            seconds, _ = _best(call, repeat)
+            floor_s, _ = _best(bare, repeat)
+            out.append({"what": name, "s": seconds, "floor": floor_s,
+                        **_proc_memory(server.pid)})
+        for path, field in (("/api/v1/domains?limit=1000", "domains"),
+                            ("/api/v1/targets?limit=1000", "targets")):
+            seconds, requests, items = _walk(port, path, bearer, field)
+            floor_s, _ = _best(scan_floor, 1)
+            if items != targets:
+                raise SystemExit(f"{path}: walked {items} targets of {targets}")
+            out.append({"what": f"walk {path.split('?')[0]} ({requests} pages)", "s": seconds,
+                        "floor": floor_s, **_proc_memory(server.pid)})
+
+        # ``certhook status`` is started by a small go-between that reports its time and
+        # peak RSS: a child forked from this process (which holds the whole database it
+        # just built) would count this process's pages in its own ru_maxrss.
+        between = ("import os, subprocess, sys, time\n"
+                   "t = time.perf_counter()\n"
+                   "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+                   "_, code, use = os.wait4(p.pid, 0)\n"
+                   "print(time.perf_counter() - t, os.waitstatus_to_exitcode(code), use.ru_maxrss)")
+
+        def status() -> tuple[float, int]:
+            answer = subprocess.run(
+                [sys.executable, "-c", between, *certhook, "status", "--db", str(db),
+                 "--account", "bench"], check=True, capture_output=True, text=True)
+            seconds, code, rss = answer.stdout.split()
+            if int(code) not in (0, 2):
+                raise SystemExit(f"certhook status failed: {answer.stderr[:300]}")
+            return float(seconds), int(rss)
+
+        best, rss = float("inf"), 0
+        for _ in range(repeat):
+            seconds, rss = status()
+            best = min(best, seconds)
+        floor_s, _ = _best(status_floor, repeat)
+        out.append({"what": "certhook status (a process)", "s": best, "floor": floor_s,
+                    "VmHWM": rss, "VmRSS": rss})
+        floor.close()
+        seconds, rss = _best_run([sys.executable, "-c", between, *certhook, "--help"], repeat)
+        out.append({"what": "  of which: certhook --help (no database)", "s": seconds,
+                    "floor": 0.0, "VmHWM": rss, "VmRSS": rss})
+        out.append({"what": "server idle after start", "s": 0.0, "floor": 0.0, **idle})
+        out[0]["built"] = built
+    finally:
+        server.terminate()
+        server.wait(30)
+        if server.stderr is not None:
+            errors = server.stderr.read().decode("utf-8", "replace").strip()
+            server.stderr.close()
+            if errors:
+                print(f"# server stderr: {errors[:500]}")
+    return out
+
+
+def main_read(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/server.py read",
+                                     description="the read side at many targets")
+    parser.add_argument("--targets", default="1000,10000",
+                        help="comma-separated target counts (default 1000,10000; the full"
+                             " run: 1000,10000,100000)")
+    parser.add_argument("--results", type=int, default=None,
+                        help="probe results per target (default 10, 3 from 100,000 targets)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
+    parser.add_argument("--dir", help="where the databases go (default: a temporary dir)")
+    args = parser.parse_args(argv)
+    counts = [int(x) for x in args.targets.split(",") if x.strip()]
+    print(f"# {os.cpu_count()} CPUs, SQLite {sqlite3.sqlite_version}, Python "
+          f"{sys.version.split()[0]}; times are the best of {args.repeat}")
+    for count in counts:
+        results = args.results if args.results is not None else (10 if count < 100_000 else 3)
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            rows = bench_read(Path(tmp), count, results, args.repeat)
+        print(f"\n## {count:,} targets, {results} results each (database built in"
+              f" {rows[0]['built']:.2f} s)")
+        print(f"{'':<42} {'time':>9} {'floor':>9} {'ratio':>7} {'VmRSS':>9} {'VmHWM':>9}")
+        for row in rows:
+            ratio = f"{row['s'] / row['floor']:6.1f}x" if row["floor"] else ""
+            times = (f"{row['s'] * 1000:7.1f}ms {row['floor'] * 1000:7.2f}ms" if row["s"]
+                     else f"{'':>9} {'':>9}")
+            print(f"{row['what']:<42} {times} {ratio:>7} {row['VmRSS'] / 1024:6.1f}MiB"
+                  f" {row['VmHWM'] / 1024:6.1f}MiB")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["read"]:
+        return main_read(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--procs", type=int, default=4, help="client processes")

@@ -113,6 +113,37 @@ def test_report_and_detail_page_in_chromium(tmp_path: Path,
         for url, png in ((page_url, "report.png"), (detail_url, "detail.png")):
             _browser(tmp_path, url, f"--screenshot={tmp_path / png}")
             assert (tmp_path / png).stat().st_size > 10_000
+        # certbot renews www (a new certificate, not served yet): waiting for deployment;
+        # alt is muted for a day. Both as the browser shows them, bob's page unchanged.
+        assert client.ask(add_line(keys["alice"], "www.example.org", port=tls.port,
+                                   fingerprint="bb" * 32, event="deployed")).startswith(b"ok")
+        status, mute = http("POST", f"{srv.base}/api/v1/targets/mute",
+                            {"target": "alt.example.org", "until": "1d"}, keys["alice"])
+        assert status == 200
+
+        def waiting() -> bool:
+            _, data = http("GET", f"{srv.base}/api/v1/domains", key=keys["alice"])
+            return any(r["domain"] == "www.example.org" and r["state"] == "waiting"
+                       for r in data["domains"])
+
+        wait_until(waiting, timeout=60, what="www waiting for deployment")
+        dom = _browser(tmp_path, page_url, "--dump-dom")
+        bar = dom.split('<nav class="summary"')[1].split("</nav>")[0]
+        assert re.search(r'class="waiting"[^>]*data-state="waiting"><b>1</b>waiting for'
+                         r" deployment", bar), bar
+        assert re.search(r'data-muted="1"[^>]*><b>1</b>muted', bar), bar
+        www = dom.split(f"www.example.org:{tls.port}</a>")[0].rsplit("<tr", 1)[1]
+        assert 'data-state="waiting"' in www
+        alt = dom.split(f"alt.example.org:{tls.port}</a>")[1].split("</tr>")[0]
+        assert f'data-muted-until="{mute["muted_until"]}"' in alt
+        assert f"muted until {mute['muted_until']}" in alt
+        assert re.search(r'class="target muted" data-state="critical"><td><a href="/target\?id='
+                         f"{ids[0]}", dom)
+        _browser(tmp_path, page_url, f"--screenshot={tmp_path / 'waiting-muted.png'}")
+        bob_url = f"http://bob:{keys['bob']}@127.0.0.1:{port}/"
+        bob = _browser(tmp_path, bob_url, "--dump-dom")
+        assert 'data-muted="0"' in bob and "www.example.org" not in bob
+        assert re.search(r'data-state="waiting"><b>0</b>', bob)
         # without credentials: the login prompt, never the page
         bare = _browser(tmp_path, f"http://127.0.0.1:{port}/", "--dump-dom")
         assert "certhook report" not in bare and "alt.example.org" not in bare

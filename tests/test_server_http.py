@@ -442,3 +442,47 @@ def test_listings_are_paginated(server: Server) -> None:
         status, data = http("GET", f"{base}/api/v1/domains/p000.example?{query}",
                             key=keys["alice"])
         assert status == 400 and data["error"] == "syntax", query
+
+
+def test_listings_carry_the_summary_first_per_account(server: Server) -> None:
+    _srv, db, keys, base = server
+    for key, names in ((keys["alice"], ["good.example", "m1.example", "m2.example"]),
+                       (keys["bob"], ["good.example", "bob.example"])):
+        assert http("POST", f"{base}/api/v1/submissions", {"domains": names}, key)[0] == 200
+    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL") == 0
+               and count(db, "SELECT count(*) FROM targets") == 5, what="five probed targets")
+    status, mute = http("POST", f"{base}/api/v1/targets/mute",
+                        {"target": "m1.example", "until": "2d"}, keys["alice"])
+    assert status == 200 and mute["muted_until"]
+    for name in ("good.example", "bob.example"):  # bob's mutes: none of alice's business
+        assert http("POST", f"{base}/api/v1/targets/mute", {"target": name, "until": "1h"},
+                    keys["bob"])[0] == 200
+    conn = sqlite3.connect(db)
+    states = dict(conn.execute("SELECT state, count(*) FROM targets WHERE account = 'alice'"
+                               " GROUP BY state").fetchall())
+    conn.close()
+    for path, listing in (("/api/v1/domains", "domains"), ("/api/v1/targets", "targets"),
+                          ("/api/v1/domains?limit=1", "domains")):
+        status, data = http("GET", base + path, key=keys["alice"])
+        assert status == 200 and list(data).index("summary") < list(data).index(listing)
+        summary = data["summary"]
+        assert summary["total"] == 3 and summary["muted"] == 1, (path, summary)
+        assert {s: n for s, n in summary["states"].items() if n} == states
+        assert set(summary["states"]) >= {"ok", "warning", "critical", "unknown", "waiting"}
+        muted = {d["domain"]: d["muted_until"] for d in data[listing]}
+        assert muted.get("m1.example", mute["muted_until"]) == mute["muted_until"]
+        assert muted.get("good.example") is None and "bob.example" not in muted
+    # the summary heads the listing, not every page of it (it reads the whole account)
+    for path, listing in (("/api/v1/domains", "domains"), ("/api/v1/targets", "targets")):
+        _, first = http("GET", f"{base}{path}?limit=2", key=keys["alice"])
+        _, second = http("GET", f"{base}{path}?limit=2&cursor={first['next']}", key=keys["alice"])
+        assert first["summary"]["total"] == 3 and "summary" not in second
+        assert len(first[listing]) + len(second[listing]) == 3
+    status, one = http("GET", f"{base}/api/v1/domains/good.example", key=keys["alice"])
+    assert one["summary"]["total"] == 1 and one["summary"]["muted"] == 0
+    assert one["targets"][0]["muted_until"] is None
+    status, data = http("GET", f"{base}/api/v1/domains", key=keys["bob"])
+    assert data["summary"]["total"] == 2 and data["summary"]["muted"] == 2
+    assert all(d["muted_until"] for d in data["domains"])
+    status, one = http("GET", f"{base}/api/v1/domains/good.example", key=keys["bob"])
+    assert one["summary"] == {"total": 1, "muted": 1, "states": one["summary"]["states"]}

@@ -301,7 +301,7 @@ def test_status_summary_first_and_pages(tmp_path: Path, capsys: pytest.CaptureFi
     monkeypatch.setattr(report.queries, "recent_results", counting)
     assert main(["status", "--db", db, "--limit", "3"]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "8 targets: 1 critical, 0 warning, 0 unknown, 0 waiting, 7 ok"
+    assert out[0] == "8 targets: 1 critical, 0 warning, 0 unknown, 0 waiting, 7 ok; 0 muted"
     assert out[1] == "targets 1-3 of 8, worst first"
     assert out[3].startswith("alice") and "bad.example:443/tls  critical  47 h " in out[3]
     assert len(reads) == 3 and reads[0] == bad  # history of the rows shown, once each
@@ -342,3 +342,112 @@ def test_every_stored_string_is_escaped_on_both_pages(
         assert "<script" not in page and "<i>" not in page and "&lt;script&gt;" in page
         for raw in ("\x1b", "\u202e"):
             assert raw not in page, (path, query)
+
+
+def _mute(db: str, target: int, until: float) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE targets SET muted_until = ? WHERE id = ?", (until, target))
+    conn.commit()
+    conn.close()
+
+
+def test_page_marks_waiting_and_muted_per_account(
+        page_app: tuple[object, str, dict[str, str]]) -> None:
+    from certhook.server import queries
+
+    app, db, keys = page_app
+    _add_target(db, "alice", "wait.example", "waiting", expected="bb" * 32, event="deployed")
+    muted = _add_target(db, "alice", "muted.example", "critical", reasons="expired")
+    _mute(db, muted, NOW + 2 * 86400)
+    _mute(db, _add_target(db, "alice", "was-muted.example"), NOW - 60)  # a mute that ended
+    for name in ("b1.example", "b2.example"):  # bob's mutes are not alice's
+        _mute(db, _add_target(db, "bob", name, "waiting"), NOW + 3600)
+    _, _, page = _get(app, "/", "", ("alice", keys["alice"]))
+    bar = page.split('<nav class="summary"')[1].split("</nav>")[0]
+    assert 'class="waiting"' in bar and "<b>1</b>waiting for deployment" in bar
+    assert 'data-muted="1"' in bar and "<b>1</b>muted</span>" in bar
+    assert ".summary a.waiting{" in page and ".state.waiting{" in page
+    assert report.COLOURS["waiting"] not in ("#1565c0", "#0000ee")  # not a link's blue
+    wait_row = page.split("wait.example:443")[0].rsplit("<tr", 1)[1]
+    assert 'data-state="waiting"' in wait_row
+    row = page.split("muted.example:443")[0].rsplit("<tr", 1)[1] + page.split(
+        "muted.example:443")[1].split("</tr>")[0]
+    until = queries.iso(NOW + 2 * 86400)
+    assert 'class="target muted"' in row and f'data-muted-until="{until}"' in row
+    assert f"muted until {until}" in row
+    _, _, detail = _get(app, "/target", f"id={muted}", ("alice", keys["alice"]))
+    assert f'<span class="muted-until">muted until {until}</span>' in detail
+    ended = page.split("was-muted.example:443")[1].split("</tr>")[0]
+    assert "muted until" not in ended
+    assert "b1.example" not in page
+    _, _, page = _get(app, "/", "", ("bob", keys["bob"]))
+    assert 'data-muted="2"' in page and "<b>2</b>waiting for deployment" in page
+
+
+def _submission(db: str, account: str, when: float, domains: str, event: str | None,
+                lineage: str | None) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "INSERT INTO submissions (account, client_id, time, transport, peer, domains, ports,"
+        " protocols, fingerprint, lineage, event, client) VALUES (?, ?, ?, 'line', '127.0.0.1',"
+        " ?, '443', 'tls', NULL, ?, ?, 'test')",
+        (account, f"s{when}{domains}", when, domains, lineage, event))
+    conn.commit()
+    conn.close()
+
+
+def test_last_renewal_event_shows_the_submissions_time(
+        page_app: tuple[object, str, dict[str, str]]) -> None:
+    from certhook.server import queries
+
+    app, db, keys = page_app
+    # A failed renewal two hours ago, then the daily report without an event: the page
+    # showed the last submission's time (and to the minute) as the failure's.
+    failed = _add_target(db, "alice", "f.example", "critical", lineage="f", event="failed")
+    _submission(db, "alice", NOW - 7200 - 7, "f.example www.f.example", "failed", "f")
+    _submission(db, "alice", NOW - 9000, "f.example", None, "f")
+    # A renewal delivered again later (same certificate): the later one is the event.
+    renewed = _add_target(db, "alice", "r.example", lineage="r", event="deployed",
+                          expected="aa" * 32)
+    _submission(db, "alice", NOW - 100, "r.example", "deployed", "r")
+    _submission(db, "alice", NOW - 50, "r.example", "deployed", "r")
+    # bob's later events of the same lineage and name are not alice's
+    _submission(db, "bob", NOW - 10, "f.example", "failed", "f")
+    _submission(db, "bob", NOW - 10, "r.example", "deployed", "r")
+    _, _, page = _get(app, "/", "", ("alice", keys["alice"]))
+    f_row = page.split(f'href="/target?id={failed}"')[1].split("</tr>")[0]
+    stamp = queries.iso(NOW - 7207)
+    assert f'failed <small><time class="event" datetime="{stamp}">{stamp}</time>' in f_row
+    r_row = page.split(f'href="/target?id={renewed}"')[1].split("</tr>")[0]
+    assert f'datetime="{queries.iso(NOW - 50)}"' in r_row
+    _, _, detail = _get(app, "/target", f"id={failed}", ("alice", keys["alice"]))
+    assert f"failed {stamp}" in detail
+    # no submission on record (a database from before): the event, without a made-up time
+    _add_target(db, "alice", "old.example", lineage="old", event="deployed")
+    _, _, page = _get(app, "/", "", ("alice", keys["alice"]))
+    assert "<td>deployed</td>" in page.split("old.example:443")[1].split("</tr>")[0]
+
+
+def test_status_shows_muted_targets_with_their_end(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from certhook.server import queries
+
+    db, _ = new_db(tmp_path, "alice", "bob")
+    _add_target(db, "alice", "plain.example")
+    muted = _add_target(db, "alice", "quiet.example", "critical", reasons="expired")
+    _mute(db, muted, NOW + 86400)
+    _mute(db, _add_target(db, "bob", "bob.example"), NOW + 86400)
+    assert main(["status", "--db", db, "--account", "alice"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "2 targets: 1 critical, 0 warning, 0 unknown, 0 waiting, 1 ok; 1 muted"
+    assert out[2].split()[-3:] == ["history", "muted", "until"]
+    quiet = next(line for line in out if line.startswith("quiet.example"))
+    assert quiet.endswith(queries.iso(NOW + 86400) or "")
+    assert not next(line for line in out if line.startswith("plain.example")).endswith("Z")
+    assert main(["status", "--db", db, "--account", "bob"]) == 0
+    assert capsys.readouterr().out.startswith("1 targets: 0 critical, 0 warning, 0 unknown,"
+                                              " 0 waiting, 1 ok; 1 muted")
+    _mute(db, muted, NOW - 1)
+    assert main(["status", "--db", db, "--account", "alice"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("; 0 muted") and "until" not in out[2]

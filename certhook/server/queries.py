@@ -31,7 +31,9 @@ __all__ = [
     "decode_cursor",
     "domain_history",
     "encode_cursor",
+    "event_times",
     "iso",
+    "listing_summary",
     "recent_results",
     "report_page",
     "state_counts",
@@ -48,7 +50,8 @@ Cursor = tuple[str, int, str]  # (domain, port, protocol) of the last target sho
 _TARGET_COLUMNS = (
     "id, account, domain, port, protocol, lineage, last_event, expected_fingerprint,"
     " expected_since, next_probe, state, state_since, failures, last_probe, status, reasons,"
-    " days_left, not_after, issuer, served_fingerprint, deployed, address, last_submitted"
+    " days_left, not_after, issuer, served_fingerprint, deployed, address, last_submitted,"
+    " muted_until"
 )
 
 
@@ -125,8 +128,12 @@ def _deployed(value: int | None) -> bool | None:
     return None if value is None else bool(value)
 
 
-def target_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A target with its latest result, as ``GET /api/v1/domains`` shows it."""
+def target_json(row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
+    """A target with its latest result, as ``GET /api/v1/domains`` shows it;
+    ``muted_until`` is None unless muted at ``now`` (default: the time now)."""
+    import time
+
+    muted = row["muted_until"]
     return {
         "domain": row["domain"],
         "port": row["port"],
@@ -148,6 +155,8 @@ def target_json(row: sqlite3.Row) -> dict[str, Any]:
         "last_event": row["last_event"],
         "last_submitted": iso(row["last_submitted"]),
         "consecutive_failures": row["failures"],
+        "muted_until": iso(muted) if muted is not None and muted > (
+            time.time() if now is None else now) else None,
     }
 
 
@@ -277,3 +286,50 @@ def account_target(conn: sqlite3.Connection, account: str, target_id: int
         f"SELECT {_TARGET_COLUMNS} FROM targets WHERE id = ? AND account = ?",  # noqa: S608
         (target_id, account)).fetchone()
     return row
+
+
+# h1: what every listing shows before its page, and the time of each shown
+# target's last renewal event (issue 11.3).
+
+def listing_summary(conn: sqlite3.Connection, account: str | None, now: float,
+                    domain: str | None = None) -> dict[str, Any]:
+    """``{"total", "states", "muted"}`` of ``account``'s targets (every account's for
+    None; of one ``domain`` if given): targets per state (every state of
+    :data:`SEVERITY`, 0 if none), and how many are muted at ``now``. One pass by
+    the ``(account, domain, ...)`` index, whatever the page shows."""
+    where, args = [], [now]  # type: list[str], list[Any]
+    if account is not None:
+        where.append("account = ?")
+        args.append(account)
+    if domain is not None:
+        where.append("domain = ?")
+        args.append(domain)
+    clause = " WHERE " + " AND ".join(where) if where else ""
+    sql = f"SELECT state, count(*), sum(muted_until > ?) FROM targets{clause} GROUP BY state"  # noqa: S608
+    states = dict.fromkeys(SEVERITY, 0)
+    total = muted = 0
+    for state, n, m in conn.execute(sql, args):
+        states[str(state)] = states.get(str(state), 0) + int(n)
+        total += int(n)
+        muted += int(m or 0)
+    return {"total": total, "states": states, "muted": muted}
+
+
+def event_times(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> dict[int, float]:
+    """For each target of ``rows`` (by id) with a ``last_event``: the time of the
+    submission that reported it, the latest of its account with that event naming
+    the target's name (in the target's lineage, by the ``submissions_events``
+    index). A target whose submission is not found is left out."""
+    out: dict[int, float] = {}
+    for row in rows:
+        if not row["last_event"]:
+            continue
+        found = conn.execute(
+            "SELECT time FROM submissions WHERE account = ? AND lineage IS ?"
+            " AND event IS NOT NULL AND event = ?"
+            " AND instr(' ' || domains || ' ', ' ' || ? || ' ') > 0"
+            " ORDER BY time DESC LIMIT 1",
+            (row["account"], row["lineage"], row["last_event"], row["domain"])).fetchone()
+        if found is not None:
+            out[int(row["id"])] = float(found[0])
+    return out

@@ -18,16 +18,24 @@ import html
 import sqlite3
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from certhook.escape import for_html, for_terminal
 from certhook.server import queries
 
-__all__ = ["COLOURS", "CSP", "PAGE_SIZE", "Filters", "render_page", "render_text", "sparkline"]
+__all__ = ["COLOURS", "CSP", "MEANING", "PAGE_SIZE", "Filters", "muted_until", "render_page",
+           "render_text", "sparkline"]
 
 PAGE_SIZE = 100
+# waiting (for deployment) is purple, not blue: a blue state would read as a link
 COLOURS = {"ok": "#2e7d32", "warning": "#f9a825", "critical": "#c62828", "unknown": "#757575",
-           "waiting": "#1565c0"}
+           "waiting": "#6a1b9a"}
+#: What each state means, as the summary bar and the rows say it (title, marker).
+MEANING = {"ok": "ok", "warning": "expires soon or a minor finding",
+           "critical": "expired, failing or a serious finding",
+           "unknown": "not probed yet or unreachable",
+           "waiting": "waiting for deployment: certbot renewed, the server does not serve it yet"}
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -37,7 +45,15 @@ th{background:#f4f4f4}
 tr.group td{background:#eef2f5;font-weight:600}
 .state{font-weight:600;text-transform:uppercase}
 .ok{color:#2e7d32}.warning{color:#b28704}.critical{color:#c62828}.unknown{color:#757575}
-.waiting{color:#1565c0}
+.waiting{color:#6a1b9a}
+.state.waiting{border:1px dashed #6a1b9a;border-radius:3px;padding:0 .3em;background:#f3e5f5}
+.summary a.waiting{border:1px dashed #6a1b9a;background:#f3e5f5}
+.summary a.ok{border-left:4px solid #2e7d32}.summary a.warning{border-left:4px solid #f9a825}
+.summary a.critical{border-left:4px solid #c62828}.summary a.unknown{border-left:4px solid #757575}
+.summary .muted{padding:.3em .8em;color:#555;background:#eceff1;border-radius:4px}
+.muted-until{display:inline-block;margin-left:.3em;padding:0 .3em;border-radius:3px;
+background:#eceff1;color:#455a64;font-size:12px}
+tr.muted td{opacity:.75}
 .reasons{color:#555;font-size:12px}
 .summary{display:flex;gap:.5em;flex-wrap:wrap;margin:.5em 0}
 .summary a{padding:.3em .8em;border-radius:4px;background:#f4f4f4;text-decoration:none}
@@ -126,12 +142,23 @@ def _waiting(row: sqlite3.Row, grace: float) -> str:
     return for_html(queries.iso(row["expected_since"] + grace) or "")
 
 
-def _event(row: sqlite3.Row) -> str:
+def _event(row: sqlite3.Row, when: float | None) -> str:
+    """The last renewal event and the time of the submission that reported it
+    (:func:`queries.event_times`); without one, the event alone."""
     event = row["last_event"]
     if not event:
         return ""
-    when = row["expected_since"] if event != "failed" else row["last_submitted"]
-    return f"{for_html(event)} <small>{for_html((queries.iso(when) or '')[:16])}</small>"
+    stamp = queries.iso(when)
+    if stamp is None:
+        return for_html(event)
+    return (f'{for_html(event)} <small><time class="event" datetime="{stamp}">{stamp}</time>'
+            "</small>")
+
+
+def muted_until(row: sqlite3.Row, now: float) -> float | None:
+    """When the target's mute ends, if it is muted at ``now``."""
+    until = row["muted_until"]
+    return float(until) if until is not None and until > now else None
 
 
 def sparkline(points: list[tuple[float, int | None, str]], width: int = 160,
@@ -176,14 +203,19 @@ def head(title: str) -> list[str]:
             f"<title>{for_html(title)}</title><style>{STYLE}</style></head><body>"]
 
 
-def _summary(counts: dict[str, int], filters: Filters) -> str:
-    total = sum(counts.values())
+
+
+
+def _summary(summary: dict[str, Any], filters: Filters) -> str:
     links = [f'<a href="{html.escape(filters.query(state="", page=1))}">'
-             f"<b>{total}</b>all</a>"]
+             f"<b>{summary['total']}</b>all</a>"]
     for state in queries.SEVERITY:
-        n = counts.get(state, 0)
+        n = summary["states"].get(state, 0)
+        label = "waiting for deployment" if state == "waiting" else state
         links.append(f'<a class="{state}" href="{html.escape(filters.query(state=state, page=1))}"'
-                     f' data-state="{state}"><b>{n}</b>{state}</a>')
+                     f' title="{MEANING[state]}" data-state="{state}"><b>{n}</b>{label}</a>')
+    links.append(f'<span class="muted" data-muted="{summary["muted"]}" title="still probed and'
+                 f' shown, not notified"><b>{summary["muted"]}</b>muted</span>')
     return f'<nav class="summary" aria-label="targets per state">{"".join(links)}</nav>'
 
 
@@ -208,13 +240,14 @@ def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str
     """A page of the report of ``account`` (only its targets), per ``params``."""
     now = time.time() if now is None else now
     filters = Filters(params or {})
-    counts = queries.state_counts(conn, account)
+    summary = queries.listing_summary(conn, account, now)
     rows, total = queries.report_page(
         conn, account, states=filters.states, search=filters.search, group=filters.group,
         offset=(filters.page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    events = queries.event_times(conn, rows)
     out = head(f"certhook: {account}")
     out += [f"<h1>certhook report: {for_html(account)}</h1>",
-            f"<p>{for_html(queries.iso(now) or '')}</p>", _summary(counts, filters),
+            f"<p>{for_html(queries.iso(now) or '')}</p>", _summary(summary, filters),
             _form(filters)]
     first = (filters.page - 1) * PAGE_SIZE
     shown = f"{first + 1}-{first + len(rows)}" if rows else "0"
@@ -230,10 +263,10 @@ def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str
             out.append(f'<tr class="group"><td colspan="{len(_COLUMNS)}">{filters.group} '
                        f"{for_html(group)}: <span class=\"state {worst}\">{worst}</span>"
                        f" ({_plural(int(row['group_size']), 'target')})</td></tr>")
-        out.append(_row(conn, row, now, grace))
+        out.append(_row(conn, row, now, grace, events.get(int(row["id"]))))
     if not rows:
         text = ("No targets yet: point a certhook client at this server with this account's"
-                " key." if not counts else "No target matches.")
+                " key." if not summary["total"] else "No target matches.")
         out.append(f'<tr><td colspan="{len(_COLUMNS)}">{text}</td></tr>')
     out.append("</tbody></table>")
     links = []
@@ -247,20 +280,26 @@ def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str
     return "\n".join(out)
 
 
-def _row(conn: sqlite3.Connection, row: sqlite3.Row, now: float, grace: float) -> str:
+def _row(conn: sqlite3.Connection, row: sqlite3.Row, now: float, grace: float,
+         event_time: float | None) -> str:
     state = row["state"] if row["state"] in COLOURS else "unknown"
+    until = muted_until(row, now)
+    muted = "" if until is None else (
+        f'<span class="muted-until" data-muted-until="{queries.iso(until)}">muted until'
+        f" {queries.iso(until)}</span>")
     reasons = "".join(f"<div>{for_html(r)}</div>" for r in (row["reasons"] or "").split("\n") if r)
     history = queries.recent_results(conn, int(row["id"]), 30)
     points = [(r["time"], r["days_left"], r["status"]) for r in history]
     return (
-        f'<tr class="target" data-state="{state}"><td><a href="/target?id={int(row["id"])}">'
+        f'<tr class="target{" muted" if muted else ""}" data-state="{state}"><td>'
+        f'<a href="/target?id={int(row["id"])}">'
         f'{for_html(row["domain"])}:{int(row["port"])}</a> <small>{for_html(row["protocol"])}'
-        f'</small></td><td><span class="state {state}">{for_html(row["state"])}</span>'
-        f'<div class="reasons">{reasons}</div></td>'
+        f'</small></td><td><span class="state {state}" title="{MEANING[state]}">'
+        f'{for_html(row["state"])}</span>{muted}<div class="reasons">{reasons}</div></td>'
         f"<td>{for_html((queries.iso(row['not_after']) or '')[:10])}"
         f'<div class="reasons">{for_html(row["issuer"] or "")}</div></td>'
         f"<td>{time_left(row['not_after'], now)}</td><td>{_fingerprints(row)}</td>"
-        f"<td>{_waiting(row, grace)}</td><td>{_event(row)}</td>"
+        f"<td>{_waiting(row, grace)}</td><td>{_event(row, event_time)}</td>"
         f'<td title="{for_html(queries.iso(row["last_probe"]) or "")}">'
         f'{for_html(_ago(row["last_probe"], now))}</td><td>{sparkline(points)}</td></tr>')
 
@@ -270,17 +309,17 @@ def render_text(conn: sqlite3.Connection, account: str | None, now: float | None
     """The report as a terminal table (all accounts for None): the summary, then one page,
     worst first; the history marks of the rows shown only."""
     now = time.time() if now is None else now
-    counts = queries.state_counts(conn, account)
-    total = sum(counts.values())
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in queries.SEVERITY)
+    summary = queries.listing_summary(conn, account, now)
+    total = summary["total"]
+    counts = ", ".join(f"{summary['states'].get(s, 0)} {s}" for s in queries.SEVERITY)
     rows, _ = queries.report_page(conn, account, group="none", offset=(page - 1) * limit,
                                   limit=limit)
     first = (page - 1) * limit
-    lines = [f"{total} targets: {summary}",
+    lines = [f"{total} targets: {counts}; {summary['muted']} muted",
              f"targets {first + 1}-{first + len(rows)} of {total}, worst first"
              if rows else f"no targets on page {page} of {total}"]
     header = ["account", "target", "state", "left", "not after", "issuer", "last probe",
-              "deployed", "history"]
+              "deployed", "history", "muted until"]
     table = [header]
     for row in rows:
         marks = "".join({"ok": ".", "warning": "w", "critical": "C"}.get(r["status"], "?")
@@ -289,7 +328,11 @@ def render_text(conn: sqlite3.Connection, account: str | None, now: float | None
             row["account"], f"{row['domain']}:{row['port']}/{row['protocol']}", row["state"],
             time_left(row["not_after"], now), (queries.iso(row["not_after"]) or "")[:10],
             (row["issuer"] or "")[:30], _ago(row["last_probe"], now), deployed(row), marks,
+            queries.iso(muted_until(row, now)) or "",
         )])
+    if not any(r[-1] for r in table[1:]):  # the column only when a row shown is muted
+        table = [r[:-1] for r in table]
+        header = table[0]
     if account is not None:
         header.pop(0)
         table = [header] + [r[1:] for r in table[1:]]

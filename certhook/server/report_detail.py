@@ -15,7 +15,7 @@ import time
 
 from certhook.escape import for_html
 from certhook.server import queries
-from certhook.server.report import COLOURS, deployed, head, time_left
+from certhook.server.report import COLOURS, deployed, head, muted_until, time_left
 
 __all__ = ["ADVICE", "advice", "render_detail", "timeline"]
 
@@ -126,10 +126,14 @@ def render_detail(conn: sqlite3.Connection, row: sqlite3.Row, now: float | None 
     esc = for_html
     name = f"{row['domain']}:{row['port']}/{row['protocol']}"
     history = queries.recent_results(conn, int(row["id"]), HISTORY)
+    # the time of the submission that reported the event, not a proxy for it
+    event_time = queries.event_times(conn, [row]).get(int(row["id"]))
     out = head(f"certhook: {name}")
     state = row["state"] if row["state"] in COLOURS else "unknown"
+    until = queries.iso(muted_until(row, now))
+    muted = f' <span class="muted-until">muted until {until}</span>' if until else ""
     out += ['<p><a href="/">all targets</a></p>', f"<h1>{esc(name)}</h1>",
-            f'<p>state <span class="state {state}">{esc(row["state"])}</span>'
+            f'<p>state <span class="state {state}">{esc(row["state"])}</span>{muted}'
             f" since {esc(queries.iso(row['state_since']) or '?')}; lineage"
             f" {esc(row['lineage'] or 'none reported')}; last probe"
             f" {esc(queries.iso(row['last_probe']) or 'never')} from address"
@@ -157,7 +161,7 @@ def render_detail(conn: sqlite3.Connection, row: sqlite3.Row, now: float | None 
             f"<tr><th>not after</th><td>{esc(queries.iso(row['not_after']) or '')}"
             f" ({time_left(row['not_after'], now)})</td></tr>",
             f"<tr><th>last renewal event</th><td>{esc(row['last_event'] or 'none')}"
-            f" {esc(queries.iso(row['expected_since']) or '')}</td></tr>",
+            f" {esc(queries.iso(event_time) or '')}</td></tr>",
             f"<tr><th>deployment deadline</th><td>{esc(deadline or '')}</td></tr>",
             "</tbody></table><p class=\"reasons\">The server keeps the leaf of each probe"
             " (fingerprint, issuer, notAfter), not the intermediates: run"

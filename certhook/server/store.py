@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS submissions (
     client TEXT,
     UNIQUE (account, client_id)
 );
+-- the time of a target's last renewal event on the report page (queries.event_times)
+CREATE INDEX IF NOT EXISTS submissions_events ON submissions (account, lineage, time)
+    WHERE event IS NOT NULL;
 CREATE TABLE IF NOT EXISTS targets (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,
