@@ -43,6 +43,7 @@ PG_PARAMS = frozenset({
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _ALLOWED = "a path, sqlite:///PATH or postgresql://USER@HOST/DBNAME"
 _KEYWORDS = re.compile(r"^[A-Za-z_]+\s*=")  # libpq's host=... dbname=... form
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")  # scheme: and any slashes
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # password=... in a query string or a keyword/value conninfo ('quoted' or bare)
 _SECRET_VALUE = re.compile(
@@ -58,12 +59,12 @@ def redacted(url: str) -> str:
     hide more than the password, never less).
     """
     text = _redact_query(_SECRET_VALUE.sub(r"\1***", url))
-    scheme, sep, rest = text.partition("://")
-    if sep and "@" in rest:
-        userinfo, _, hosts = rest.rpartition("@")
+    match = _PREFIX.match(text)
+    if match and "@" in text[match.end():]:
+        userinfo, _, hosts = text[match.end():].rpartition("@")
         user, colon, _ = userinfo.partition(":")
         if colon:
-            text = f"{scheme}://{user}:***@{hosts}"
+            text = f"{match.group(0)}{user}:***@{hosts}"
     return text
 
 
@@ -146,7 +147,10 @@ def _sqlite(rest: str, shown: str, key: str) -> SqliteUrl:
             raise ParseError(f"{shown}: a sqlite: URL names no host (sqlite:///ABS/PATH)",
                              key)
         rest = slash + path
-    path = unquote(rest, errors="strict") if "%" in rest else rest
+    try:
+        path = unquote(rest, errors="strict")
+    except UnicodeDecodeError:
+        raise ParseError(f"{shown}: bad percent-encoding (not UTF-8)", key) from None
     if path.startswith("//"):
         path = "/" + path.lstrip("/")  # sqlite:////abs/path (SQLAlchemy's absolute form)
     if not path or path == "/":
