@@ -1,6 +1,6 @@
 """A real PostgreSQL for the tests: Debian's, started on 127.0.0.1, a free port.
 
-Fixtures, for test modules to import (``from pg import pg_cluster, pg_url``):
+Fixtures, for a test module that says ``pytest_plugins = ["pg"]``:
 
 - ``pg_cluster`` (session): a :class:`Cluster` with password (SCRAM)
   authentication only, a superuser ``postgres`` and the role ``certhook``
@@ -49,6 +49,14 @@ def _missing(why: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"PostgreSQL is needed under CI: {why}")
     pytest.skip(f"PostgreSQL not available: {why}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Cluster:
@@ -117,11 +125,37 @@ class Cluster:
             return False
         return True
 
-    def stop(self) -> None:
-        """Stop the cluster (its process group: the postmaster and every backend)."""
-        if self._proc is not None:
-            _stop(self._proc)
-            self._proc = None
+    def stop(self, immediate: bool = False) -> None:
+        """Stop the cluster, connected clients or not; returns when the postmaster is gone.
+
+        Fast shutdown (SIGINT: clients are disconnected, a clean checkpoint), or
+        with ``immediate`` SIGQUIT: no checkpoint, recovery at the next start, as
+        after a crash. (SIGTERM would be a smart shutdown, waiting for every
+        client to leave.)
+        """
+        import signal
+        import time
+
+        if self._proc is None:
+            return
+        try:
+            pid = int((self.home / "data" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = None
+        if pid is not None:
+            for sig, grace in ((signal.SIGQUIT if immediate else signal.SIGINT, 30.0),
+                               (signal.SIGKILL, 10.0)):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline and _alive(pid):
+                    time.sleep(0.05)
+                if not _alive(pid):
+                    break
+        _stop(self._proc)  # runuser, and anything left in the group
+        self._proc = None
 
     def admin(self, sql: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
         """Run ``sql`` as the superuser (autocommit)."""
