@@ -255,3 +255,31 @@ def test_a_migration_holds_the_write_lock(tmp_path: Path) -> None:
     assert migrate(second).describe() == f"already at {VERSION}"
     first.close()
     second.close()
+
+
+def test_a_later_version_may_add_a_table_and_columns(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 4 as a later change would declare it: a new table, a new column."""
+    from dataclasses import replace
+
+    from certhook.server.storage import migrate as migrate_module
+    from certhook.server.storage import schema
+    from certhook.server.storage.schema import Column, Table
+
+    db = tmp_path / "c.db"
+    assert main(["db", "migrate", "--db", str(db)]) == 0
+    leases = Table("leases", (Column("target", "int", primary_key=True),
+                              Column("node", "text", not_null=True),
+                              Column("until", "real", not_null=True)), since=4)
+    targets = schema.table("targets")
+    widened = [replace(t, columns=(*t.columns, Column("vantage", "text", since=4)))
+               if t is targets else t for t in schema.TABLES]
+    later = (*widened, leases)
+    for module in (schema, migrate_module):
+        monkeypatch.setattr(module, "TABLES", later)
+        monkeypatch.setattr(module, "VERSION", 4)
+    with open_db(dburl.parse(str(db))) as conn:
+        assert migrate(conn).describe() == "from 3 to 4"
+        assert conn.columns("leases") == ["target", "node", "until"]
+        assert conn.columns("targets")[-1] == "vantage"
+        assert migrate(conn).describe() == "already at 4"

@@ -52,7 +52,8 @@ def current_version(db: Db) -> tuple[int, bool]:
         return 0, False
     version = 0
     for candidate in range(1, VERSION + 1):
-        if all(set(t.names(candidate)) <= have.get(t.name, set()) for t in TABLES):
+        if all(set(t.names(candidate)) <= have.get(t.name, set()) for t in TABLES
+               if t.since <= candidate):
             version = candidate
     if version == 0:
         raise LocalError(f"{db.name}: holds some of certhook's tables but not the first"

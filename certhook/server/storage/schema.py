@@ -4,7 +4,8 @@ Each table is a row of :data:`TABLES` (in dependency order: a table comes
 after the tables it references), each index a row of :data:`INDEXES`. A
 column or index carries the schema version that added it (``since``); the
 migration from version N-1 to N adds exactly those, with ALTER TABLE, and
-runs the step's backfill (:data:`BACKFILL`) where a column was added. A
+runs the step's backfill (:data:`BACKFILL`) where a column was added; a
+table with ``since`` N is created by step N. A
 new database is created at :data:`VERSION` directly. The version is
 recorded in ``schema_version`` (one row).
 
@@ -82,6 +83,7 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     unique: tuple[tuple[str, ...], ...] = ()
+    since: int = 1  # the version that added the table
 
     @property
     def key(self) -> str:
@@ -225,7 +227,7 @@ def _create_index(index: Index) -> str:
 
 def create_statements(dialect: str, version: int = VERSION) -> list[str]:
     """The DDL that creates the schema at ``version`` in an empty database."""
-    out = [_create_table(t, dialect, version) for t in TABLES]
+    out = [_create_table(t, dialect, version) for t in TABLES if t.since <= version]
     out += [_create_index(i) for i in INDEXES if i.since <= version]
     return [*out, VERSION_TABLE]
 
@@ -240,6 +242,10 @@ def step_statements(dialect: str, version: int,
     """
     out: list[str] = []
     for t in TABLES:
+        if t.since == version:
+            if t.name not in have:
+                out.append(_create_table(t, dialect, version))
+            continue
         for column in t.columns:
             if column.since != version or column.name in have.get(t.name, set()):
                 continue
