@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "print the audit server's report in the terminal"),
     "recheck": ("recheck", "have the audit server probe a target now (--wait for the result)"),
     "targets": ("targets", "list, remove, mute and unmute the audit server's targets"),
+    "db": ("db", "migrate the audit server's database schema, or copy it to another database"),
 }
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "RemoteTimeout",
+    "StoreUnavailable",
     "UsageError",
 ]
 
@@ -40,6 +41,13 @@ class ParseError(CerthookError, ValueError):
 
 class LocalError(CerthookError):
     """A fault on this machine: missing file, permissions, disk full."""
+
+
+class StoreUnavailable(LocalError):
+    """The server's database cannot be reached (PostgreSQL down, connection lost).
+
+    The message names the database by its redacted URL, never its password.
+    """
 
 
 class RemoteError(CerthookError):

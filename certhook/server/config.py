@@ -328,6 +328,18 @@ def _resolve_value(text: str) -> tuple[tuple[str, str], ...]:
         raise ValueError(str(exc)) from None
 
 
+def _db(text: str) -> str:
+    """A database: a path, ``sqlite:///PATH`` or ``postgresql://...`` (never quoted with
+    its password)."""
+    from certhook.server.storage.dburl import parse
+
+    try:
+        parse(text)
+    except ParseError as exc:
+        raise ValueError(exc.reason) from None
+    return text.strip()
+
+
 def _webhooks(text: str) -> tuple[str, ...]:
     """``URL`` (plain JSON) or ``FORMAT+URL`` (``slack+https://...``), comma-separated."""
     from certhook.server.channels import parse_webhook
@@ -363,7 +375,7 @@ def _rate(text: str) -> tuple[int, float]:
 # [account NAME] an AccountNotify, [notify] also notify_retries and
 # notify_backoff. docs/server.md documents every row (tests/test_config_errors.py).
 _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
-    "db": str.strip,
+    "db": _db,
     "line_listen": _listen,
     "tls_listen": _listen,
     "http_listen": _listen,
