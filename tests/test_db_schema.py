@@ -186,7 +186,8 @@ def test_copy_refuses_an_old_or_missing_source(tmp_path: Path,
     old = tmp_path / "old.db"
     _first_release(old)
     assert main(["db", "copy", "--from", str(old), "--to", str(tmp_path / "t.db")]) == 1
-    assert "at schema version 1, not 3: run 'certhook db migrate" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"at schema version 1, not {VERSION}: run 'certhook db migrate" in err
     assert main(["db", "copy", "--from", str(tmp_path / "none.db"), "--to",
                  str(tmp_path / "t.db")]) == 1
     assert capsys.readouterr().err == (f"certhook db: {tmp_path / 'none.db'}: no such"
@@ -259,7 +260,7 @@ def test_a_migration_holds_the_write_lock(tmp_path: Path) -> None:
 
 def test_a_later_version_may_add_a_table_and_columns(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Version 4 as a later change would declare it: a new table, a new column."""
+    """The next version as a later change would declare it: a new table, a new column."""
     from dataclasses import replace
 
     from certhook.server.storage import migrate as migrate_module
@@ -267,19 +268,20 @@ def test_a_later_version_may_add_a_table_and_columns(tmp_path: Path,
     from certhook.server.storage.schema import Column, Table
 
     db = tmp_path / "c.db"
+    now, nxt = schema.VERSION, schema.VERSION + 1
     assert main(["db", "migrate", "--db", str(db)]) == 0
     leases = Table("leases", (Column("target", "int", primary_key=True),
                               Column("node", "text", not_null=True),
-                              Column("until", "real", not_null=True)), since=4)
+                              Column("until", "real", not_null=True)), since=nxt)
     targets = schema.table("targets")
-    widened = [replace(t, columns=(*t.columns, Column("vantage", "text", since=4)))
+    widened = [replace(t, columns=(*t.columns, Column("vantage", "text", since=nxt)))
                if t is targets else t for t in schema.TABLES]
     later = (*widened, leases)
     for module in (schema, migrate_module):
         monkeypatch.setattr(module, "TABLES", later)
-        monkeypatch.setattr(module, "VERSION", 4)
+        monkeypatch.setattr(module, "VERSION", nxt)
     with open_db(dburl.parse(str(db))) as conn:
-        assert migrate(conn).describe() == "from 3 to 4"
+        assert migrate(conn).describe() == f"from {now} to {nxt}"
         assert conn.columns("leases") == ["target", "node", "until"]
         assert conn.columns("targets")[-1] == "vantage"
-        assert migrate(conn).describe() == "already at 4"
+        assert migrate(conn).describe() == f"already at {nxt}"

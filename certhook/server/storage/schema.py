@@ -11,7 +11,8 @@ recorded in ``schema_version`` (one row).
 
 History: 1 is the first release's schema; 2 added the lineage's ACME
 server and renew_before_expiry (issue 10, ARI); 3 added key rotation and
-last use, muting, and the last good probe (issue 11).
+last use, muting, and the last good probe (issue 11); 4 the index of
+renewal events by lineage (issue 11's report page).
 
 Portable types (:data:`TYPES`): ``int`` (SQLite INTEGER, PostgreSQL
 bigint), ``real`` (REAL, double precision), ``text``, ``blob`` (BLOB,
@@ -39,7 +40,7 @@ __all__ = [
     "table",
 ]
 
-VERSION = 3
+VERSION = 4
 
 # portable type -> (SQLite, PostgreSQL)
 TYPES: dict[str, tuple[str, str]] = {
@@ -100,6 +101,7 @@ class Index:
     table: str
     columns: tuple[str, ...]
     since: int = 1
+    where: str = ""  # a partial index's condition
 
 
 def _c(name: str, type: str, **options: object) -> Column:
@@ -200,6 +202,9 @@ INDEXES: tuple[Index, ...] = (
     Index("targets_due", "targets", ("next_probe",)),
     Index("results_target", "results", ("target", "time")),
     Index("notifications_due", "notifications", ("sent", "failed", "next_attempt")),
+    # the time of a target's last renewal event on the report page (issue 11)
+    Index("submissions_events", "submissions", ("account", "lineage", "time"), since=4,
+          where="event IS NOT NULL"),
 )
 # Run once when the step that adds the column runs on an existing database.
 BACKFILL: dict[tuple[str, str], str] = {
@@ -221,8 +226,9 @@ def _create_table(t: Table, dialect: str, version: int) -> str:
 
 
 def _create_index(index: Index) -> str:
+    where = f" WHERE {index.where}" if index.where else ""
     return (f"CREATE INDEX IF NOT EXISTS {index.name} ON {index.table}"
-            f" ({', '.join(index.columns)})")
+            f" ({', '.join(index.columns)}){where}")
 
 
 def create_statements(dialect: str, version: int = VERSION) -> list[str]:
