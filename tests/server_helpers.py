@@ -12,13 +12,14 @@ import base64
 import contextlib
 import json
 import socket
+import sqlite3
 import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,9 +46,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 def new_db(tmp_path: Path, *accounts: str) -> tuple[str, dict[str, str]]:
     """A fresh database with the given accounts; returns its path and their keys."""
     db = str(tmp_path / "certhook.db")
-    conn = store.connect(db)
-    keys = {name: store.add_account(conn, name) for name in accounts}
-    conn.close()
+    opened = store.open_store(db)
+    try:
+        keys = {name: opened.add_account(name) for name in accounts}
+    finally:
+        opened.close()
     return db, keys
 
 
@@ -142,16 +145,17 @@ def http(method: str, url: str, body: Any = None, key: str | None = None,
 
 
 def targets(db: str, account: str | None = None) -> list[dict[str, Any]]:
-    conn = store.connect(db, create=False)
+    """Every target (of ``account``) with all its fields, through the store."""
+    opened = store.open_store(db, create=False)
     try:
-        sql = "SELECT * FROM targets" + (" WHERE account = ?" if account else "")
-        return [dict(r) for r in conn.execute(sql, (account,) if account else ())]
+        return [asdict(t) for t in opened.list_targets(account or None)]
     finally:
-        conn.close()
+        opened.close()
 
 
 def count(db: str, sql: str, *args: Any) -> int:
-    conn = store.connect(db, create=False)
+    """The first column of the first row of ``sql``: a look into the SQLite file itself."""
+    conn = sqlite3.connect(db)
     try:
         return int(conn.execute(sql, args).fetchone()[0])
     finally:

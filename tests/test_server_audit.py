@@ -198,7 +198,7 @@ def test_waiting_probes_move_to_a_bounded_slow_lane_and_do_not_block_others(
             # fast lane to the healthy targets submitted behind them
             release.clear()
             peak[0] = 0
-            conn = store.connect(db, create=False)
+            conn = store.open_store(db, create=False)
             mark_due(conn, None, None, time.time())
             conn.close()
             healthy = [f"ok{i}.example" for i in range(30)]

@@ -27,15 +27,15 @@ def test_keys_cli_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[
     raw = sqlite3.connect(db).execute("SELECT key_hash FROM accounts").fetchone()[0]
     assert raw == hashlib.sha256(key.encode()).digest()
     assert key.encode() not in Path(db).read_bytes()  # only the hash is stored
-    conn = store.connect(db)
-    assert store.authenticate(conn, key) == "alice"
-    assert store.authenticate(conn, key, "alice") == "alice"
-    assert store.authenticate(conn, key, "bob") is None
-    assert store.authenticate(conn, key + "x") is None
+    conn = store.open_store(db)
+    assert conn.authenticate(key) == "alice"
+    assert conn.authenticate(key, "alice") == "alice"
+    assert conn.authenticate(key, "bob") is None
+    assert conn.authenticate(key + "x") is None
     assert main(["keys", "list", "--db", db]) == 0
     assert "alice" in capsys.readouterr().out
     assert main(["keys", "revoke", "alice", "--db", db]) == 0
-    assert store.authenticate(conn, key) is None
+    assert conn.authenticate(key) is None
     assert main(["keys", "revoke", "alice", "--db", db]) == 1
     assert main(["keys", "add", "alice", "--db", db]) == 1  # the name stays taken
     capsys.readouterr()
@@ -49,9 +49,9 @@ def test_keys_list_missing_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_bad_account_name(tmp_path: Path) -> None:
-    conn = store.connect(str(tmp_path / "c.db"))
+    conn = store.open_store(str(tmp_path / "c.db"))
     with pytest.raises(UsageError):
-        store.add_account(conn, "a b")
+        conn.add_account("a b")
 
 
 def _submit(committer: GroupCommitter, request: Request) -> Job:
@@ -122,13 +122,13 @@ def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
         _submit(committer, Request(domains=("a.example",), fingerprint="cd" * 32,
                                    apikey=keys["alice"]))
         assert count(db, "SELECT expected_since * 1000 FROM targets") >= since
-        conn = store.connect(db)
-        row = conn.execute("SELECT expected_fingerprint, next_probe FROM targets").fetchone()
-        assert row[0] == "cd" * 32 and row[1] is not None
+        conn = store.open_store(db)
+        [row] = conn.list_targets("alice")
+        assert row.expected_fingerprint == "cd" * 32 and row.next_probe is not None
         _submit(committer, Request(domains=("*.example",), apikey=keys["alice"]))
-        wild = conn.execute("SELECT next_probe, reasons FROM targets WHERE domain = '*.example'"
-                            ).fetchone()
-        assert wild[0] is None and "wildcard" in wild[1]
+        [wild] = conn.find_targets("alice", "*.example")
+        assert wild.next_probe is None and "wildcard" in wild.reasons
+        conn.close()
     finally:
         committer.stop()
 
@@ -165,14 +165,18 @@ def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> N
                        ).response.ok  # type: ignore[union-attr]
         writer = committer._writer
         assert writer is not None
-        pages = writer._conn.execute("PRAGMA page_count").fetchone()[0]
-        writer._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        # the SQLite connections of the writer's store (the writer thread's among them)
+        raws = list(writer._store._all_connections)  # type: ignore[attr-defined]
+        pages = raws[0].execute("PRAGMA page_count").fetchone()[0]
+        for raw in raws:
+            raw.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
         big = Request(domains=tuple(f"d{i}.example" for i in range(100)), id="big",
                       apikey=keys["alice"])
         answers = [_submit(committer, big).response for _ in range(3)]
         assert all(a is not None and a.code == "unavailable" for a in answers)
         assert not committer.healthy
-        writer._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+        for raw in raws:
+            raw.execute("PRAGMA max_page_count = 1073741823")  # space again
         again = _submit(committer, big).response
         assert again is not None and again.ok and committer.healthy
     finally:

@@ -13,7 +13,6 @@ from server_helpers import FakeProbe, config, count, fake_result, http, new_db, 
 from certhook.cli import main
 from certhook.errors import ParseError
 from certhook.protocol import Request
-from certhook.server import store
 from certhook.server.audit import Auditor
 from certhook.server.committer import BatchWriter, Job, WaitSink
 from certhook.server.config import AccountNotify
@@ -113,7 +112,7 @@ def test_cli_usage_errors(two: tuple[str, dict[str, str]],
 
 def test_rm_removes_history_and_a_submission_adds_it_back(two: tuple[str, dict[str, str]]) -> None:
     db, keys = two
-    conn = store.connect(db)
+    conn = sqlite3.connect(db, isolation_level=None)  # straight into the SQLite file
     target = conn.execute("SELECT id FROM targets WHERE domain = 'b.example'").fetchone()[0]
     conn.execute("INSERT INTO results (target, time, status, state, reasons) VALUES"
                  " (?, 1, 'ok', 'ok', '')", (target,))
@@ -189,7 +188,7 @@ def _audit(auditor: Auditor, db: str, domain: str) -> None:
 def test_muted_targets_are_probed_and_shown_but_not_notified(
         two: tuple[str, dict[str, str]]) -> None:
     db, _ = two
-    conn = store.connect(db)
+    conn = sqlite3.connect(db, isolation_level=None)  # straight into the SQLite file
     now = [conn.execute("SELECT max(created) FROM targets").fetchone()[0] + 60]
     down = fake_result("unknown", connected=False, reasons=("connection refused",))
     probe = FakeProbe({"a.example": down, "b.example": down})
@@ -207,7 +206,7 @@ def test_muted_targets_are_probed_and_shown_but_not_notified(
 def test_stale_failing_targets_are_retired_with_one_notice(
         two: tuple[str, dict[str, str]]) -> None:
     db, keys = two
-    conn = store.connect(db)
+    conn = sqlite3.connect(db, isolation_level=None)  # straight into the SQLite file
     created = conn.execute("SELECT max(created) FROM targets").fetchone()[0]
     now = [created + 29 * DAY]
     down = fake_result("unknown", connected=False, reasons=("connection refused",))

@@ -10,12 +10,12 @@ moment certbot reported a renewal as a marker.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from certhook.escape import for_html
 from certhook.server import queries
 from certhook.server.report import COLOURS, deployed, head, time_left
+from certhook.server.store import Result, Store, Target
 
 __all__ = ["ADVICE", "advice", "render_detail", "timeline"]
 
@@ -64,7 +64,7 @@ def advice(finding: str) -> tuple[str, str]:
     return _GENERIC
 
 
-def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: float,
+def timeline(history: list[Result], events: list[tuple[float, str]], now: float,
              width: int = 720) -> str:
     """Inline SVG: one bar per certificate (first seen to notAfter, solid while seen),
     probes as dots, ``events`` (time, label) as vertical markers."""
@@ -119,7 +119,7 @@ def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: f
     return "".join(parts)
 
 
-def render_detail(conn: sqlite3.Connection, row: sqlite3.Row, now: float | None = None,
+def render_detail(conn: Store, row: Target, now: float | None = None,
                   grace: float = 300.0) -> str:
     """The page of target ``row`` (already checked to belong to the viewer's account)."""
     now = time.time() if now is None else now

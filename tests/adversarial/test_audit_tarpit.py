@@ -67,7 +67,7 @@ def test_tarpits_do_not_delay_the_healthy_targets(tmp_path: Path) -> None:
 
             # steady state: every target due again; the tarpits, known slow now (or
             # still held from the first round), stay out of the fast lane
-            conn = store.connect(db, create=False)
+            conn = store.open_store(db, create=False)
             marked = time.time()
             mark_due(conn, None, None, marked)
             conn.close()
