@@ -303,3 +303,24 @@ def test_unknown_protocol_is_a_syntax_error(tmp_path: Path, name: str) -> None:
     assert "smtp" in job.response.text and "xmpp" in job.response.text
     assert good.response is not None and good.response.ok
     assert count(db, "SELECT count(*) FROM targets") == 3
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A connection per thread, but none kept open for a thread that has ended."""
+    opened = store.open_store(str(tmp_path / "t.db"))
+
+    def use() -> None:
+        t = threading.Thread(target=lambda: opened.count_targets("alice"))
+        t.start()
+        t.join()
+
+    try:
+        mine = set(map(id, opened._all_connections))  # type: ignore[attr-defined]
+        use()
+        [ended] = [c for c in opened._all_connections if id(c) not in mine]  # type: ignore[attr-defined]
+        use()  # the next open closes the ended thread's connection
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            ended.execute("SELECT 1")
+        assert len(opened._all_connections) == 2  # type: ignore[attr-defined]
+    finally:
+        opened.close()

@@ -39,8 +39,9 @@ def _select(account: str | None, domain: str | None, port: int | None,
 class SqlStore(AccountsMixin, AuditMixin):
     """Every statement of the store, written once for every engine."""
 
-    #: ``column contains ?`` as a literal substring (not LIKE: % and _ are characters)
-    _CONTAINS = "instr({}, ?) > 0"
+    #: ``column contains ?`` as a literal substring (not LIKE: % and _ are characters);
+    #: replace() is in SQLite and PostgreSQL alike (instr and strpos are not); ? is not ''
+    _CONTAINS = "replace({0}, ?, '') <> {0}"
 
     # -- targets: the lifecycle commands -------------------------------------------
 

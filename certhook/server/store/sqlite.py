@@ -185,20 +185,30 @@ class SqliteStore(SqlStore):
     """
 
     _busy_errors = (sqlite3.OperationalError,)
-    _CONTAINS = "instr({}, ?) > 0"
 
     def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._all_connections: list[sqlite3.Connection] = []
+        # each thread's connection; a thread that ended has its own closed at the next open
+        self._connections: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
         self._local.conn = self._open(create)
 
     def _open(self, create: bool) -> sqlite3.Connection:
         conn = connect(self.path, create)
         with self._lock:
-            self._all_connections.append(conn)
+            for ident, (thread, old) in list(self._connections.items()):
+                if not thread.is_alive():
+                    del self._connections[ident]
+                    old.close()
+            self._connections[threading.get_ident()] = (threading.current_thread(), conn)
         return conn
+
+    @property
+    def _all_connections(self) -> list[sqlite3.Connection]:
+        """Every open connection (tests reach the writer thread's through it)."""
+        with self._lock:
+            return [conn for _, conn in self._connections.values()]
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -218,6 +228,6 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
-            conns, self._all_connections = self._all_connections, []
-        for conn in conns:
+            conns, self._connections = list(self._connections.values()), {}
+        for _, conn in conns:
             conn.close()
