@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import socket
-import sqlite3
 import ssl
 import threading
 import time
@@ -153,13 +152,37 @@ def targets(db: str, account: str | None = None) -> list[dict[str, Any]]:
         opened.close()
 
 
-def count(db: str, sql: str, *args: Any) -> int:
-    """The first column of the first row of ``sql``: a look into the SQLite file itself."""
-    conn = sqlite3.connect(db)
+def count(db: str, table: str, **where: Any) -> int:
+    """How many rows of ``table`` (targets, submissions, notifications, results) have
+    each field equal to its value, or, for a callable value, its result true; read
+    through the store."""
+    opened = store.open_store(db, create=False)
     try:
-        return int(conn.execute(sql, args).fetchone()[0])
+        if table == "targets":
+            rows: list[Any] = opened.list_targets(None)
+        elif table == "submissions":
+            rows = opened.submissions()
+        elif table == "notifications":
+            rows = opened.notifications()
+        elif table == "results":
+            rows = [r for t in opened.list_targets(None)
+                    for r in opened.recent_results(t.id, 10**9)]
+        else:
+            raise ValueError(f"no table {table!r}")
     finally:
-        conn.close()
+        opened.close()
+    return sum(all(value(getattr(row, name)) if callable(value)
+                   else getattr(row, name) == value for name, value in where.items())
+               for row in rows)
+
+
+def notifications(db: str) -> list[store.Notification]:
+    """Every notification, queued or done, oldest first (through the store)."""
+    opened = store.open_store(db, create=False)
+    try:
+        return opened.notifications()
+    finally:
+        opened.close()
 
 
 # -- fakes and receivers -----------------------------------------------------------------

@@ -40,9 +40,9 @@ def test_submit_list_history(server: Server) -> None:
         200, {"ok": True, "id": "h1", "domains": 2})
     # a retry with the same id is acknowledged, not stored twice
     assert http("POST", f"{base}/api/v1/submissions", body, keys["alice"])[0] == 200
-    assert count(db, "SELECT count(*) FROM submissions") == 1
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NOT NULL"
-                                 " AND domain = 'good.example'"), what="a probe")
+    assert count(db, "submissions") == 1
+    wait_until(lambda: count(db, "targets", domain="good.example",
+                                 last_probe=lambda v: v is not None), what="a probe")
     status, data = http("GET", f"{base}/api/v1/domains", key=keys["alice"])
     assert status == 200 and data["account"] == "alice"
     good = next(d for d in data["domains"] if d["domain"] == "good.example")
@@ -61,7 +61,7 @@ def test_keychest_endpoint(server: Server) -> None:
     url = f"{base}/api/v1.0/servers/add"
     assert http("POST", url, {"api_key": keys["alice"], "domain": "kc.example"}) == (
         200, {"status": "success"})
-    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'kc.example'") == 1
+    assert count(db, "targets", domain="kc.example") == 1
     status, data = http("POST", url, {"api_key": "wrong", "domain": "kc.example"})
     assert status == 401 and data["status"] == "error"
     status, data = http("POST", url, {"api_key": keys["alice"], "domain": "bad domain"})
@@ -93,7 +93,7 @@ def test_bad_requests(server: Server, method: str, path: str, kwargs: dict[str, 
     key = args.pop("key", keys["alice"])
     got, data = http(method, base + path, key=key, **args)  # type: ignore[arg-type]
     assert got == status and data["ok"] is False and data["error"] == code
-    assert count(db, "SELECT count(*) FROM submissions") == 0
+    assert count(db, "submissions") == 0
     # and the server still serves everyone else
     assert http("POST", f"{base}/api/v1/submissions", {"domain": "z.example"}, keys["alice"]
                 )[0] == 200
@@ -118,7 +118,7 @@ def test_report_page_requires_login_and_escapes(server: Server) -> None:
     assert http("GET", base + "/", basic=("bob", keys["alice"]))[0] == 401
     http("POST", f"{base}/api/v1/submissions", {"domain": "good.example"}, keys["alice"])
     conn_reason = "<script>alert(1)</script>"  # as if a remote name carried it
-    wait_until(lambda: count(db, "SELECT count(*) FROM results"), what="a result")
+    wait_until(lambda: count(db, "results"), what="a result")
     raw = sqlite3.connect(db)
     raw.execute("UPDATE targets SET reasons = ?, issuer = ?", (conn_reason, "<b>CA</b>"))
     raw.commit()
@@ -154,7 +154,7 @@ def test_under_gunicorn(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
-    assert count(db, "SELECT count(*) FROM submissions") == 10
+    assert count(db, "submissions") == 10
 
 
 def test_junk_on_the_http_port(server: Server) -> None:
@@ -213,8 +213,8 @@ def test_https_fallback_reaches_certhook_serve(tmp_path: Path) -> None:
             [*_certhook(), "report", "--config-dir", str(config_dir), "--ca-file", ca_file],
             env=env, capture_output=True, text=True, timeout=60)
         assert report.returncode == 0, report.stderr
-        assert count(db, "SELECT count(*) FROM submissions WHERE transport = 'http'"
-                         " AND domains = 'a.example www.a.example'") == 1
+        assert count(db, "submissions", transport="http",
+                         domains="a.example www.a.example") == 1
         # plain HTTP on the HTTPS port is refused, not served
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -315,7 +315,7 @@ def test_failed_key_checks_are_throttled_per_address(server: Server) -> None:
     assert _from("127.0.0.3", "GET", f"{base}/", _basic("alice", keys["alice"]))[0] == 429
     # another address is served as before
     assert _from("127.0.0.4", "GET", f"{base}/api/v1/domains", good)[0] == 200
-    assert count(db, "SELECT count(*) FROM submissions") == 0
+    assert count(db, "submissions") == 0
 
 
 def test_wrong_submission_keys_count_too(server: Server) -> None:

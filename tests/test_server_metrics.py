@@ -86,7 +86,7 @@ def test_scrape_per_target_and_isolation(server: Server) -> None:
             fingerprint="aa" * 32)
     _submit(base, keys["alice"], "late.example")
     _submit(base, keys["bob"], "bob-only.example")
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL") == 0,
+    wait_until(lambda: count(db, "targets", last_probe=None) == 0,
                what="every target probed")
 
     status, text = http("GET", f"{base}/metrics", basic=("alice", keys["alice"]))
@@ -130,7 +130,7 @@ def test_health_counters_move(server: Server) -> None:
     _submit(base, keys["alice"], "good.example")
     assert http("POST", f"{base}/api/v1/submissions", {"domains": ["x.example"]}, "wrong")[0] \
         == 401
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL") == 0,
+    wait_until(lambda: count(db, "targets", last_probe=None) == 0,
                what="the probe")
     wait_until(lambda: metrics.PROBES.value("ok") > scalar(before, "certhook_probes_total",
                                                            outcome="ok"), what="the counter")

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from server_helpers import count, new_db
+from server_helpers import count, new_db, targets
 
 from certhook.cli import main
 from certhook.errors import ParseError, UsageError
@@ -79,9 +79,9 @@ def test_group_commit_dedupes_retries_and_checks_keys(tmp_path: Path) -> None:
         assert bad.response and bad.response.code == "auth"
     finally:
         committer.stop()
-    assert count(db, "SELECT count(*) FROM submissions") == 2
-    assert count(db, "SELECT count(*) FROM targets WHERE account = 'alice'") == 2
-    assert count(db, "SELECT count(*) FROM targets WHERE protocol = 'smtp' AND port = 25") == 2
+    assert count(db, "submissions") == 2
+    assert count(db, "targets", account="alice") == 2
+    assert count(db, "targets", protocol="smtp", port=25) == 2
 
 
 def test_group_commit_batches_concurrent_submissions(tmp_path: Path) -> None:
@@ -105,8 +105,8 @@ def test_group_commit_batches_concurrent_submissions(tmp_path: Path) -> None:
         t.join()
     committer.stop()
     assert all(j.response and j.response.ok for j in jobs)
-    assert count(db, "SELECT count(*) FROM submissions") == 1000 == committer.committed
-    assert count(db, "SELECT count(*) FROM targets") == 20
+    assert count(db, "submissions") == 1000 == committer.committed
+    assert count(db, "targets") == 20
 
 
 def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
@@ -116,12 +116,12 @@ def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
     try:
         _submit(committer, Request(domains=("a.example",), fingerprint="ab" * 32,
                                    apikey=keys["alice"]))
-        since = count(db, "SELECT expected_since * 1000 FROM targets")
+        since = targets(db)[0]["expected_since"]
         _submit(committer, Request(domains=("a.example",), apikey=keys["alice"]))  # no fp
-        assert count(db, "SELECT expected_since * 1000 FROM targets") == since
+        assert targets(db)[0]["expected_since"] == since
         _submit(committer, Request(domains=("a.example",), fingerprint="cd" * 32,
                                    apikey=keys["alice"]))
-        assert count(db, "SELECT expected_since * 1000 FROM targets") >= since
+        assert targets(db)[0]["expected_since"] >= since
         conn = store.open_store(db)
         [row] = conn.list_targets("alice")
         assert row.expected_fingerprint == "cd" * 32 and row.next_probe is not None
@@ -153,7 +153,7 @@ def test_locked_database_delays_the_ack_until_written(tmp_path: Path) -> None:
     t.join(10)
     committer.stop()
     assert result and result[0].response and result[0].response.ok
-    assert count(db, "SELECT count(*) FROM submissions") == 1
+    assert count(db, "submissions") == 1
 
 
 def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> N
         assert again is not None and again.ok and committer.healthy
     finally:
         committer.stop()
-    assert count(db, "SELECT count(*) FROM submissions WHERE client_id = 'big'") == 1
+    assert count(db, "submissions", client_id="big") == 1
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("15m", 900), ("6h", 21600),
@@ -239,8 +239,8 @@ def test_ports_per_submission_and_targets_per_account_are_bounded(tmp_path: Path
         over = _submit(committer, _add(alice, "a.example", ports=range(1, 6)))
         assert over.response is not None and over.response.encode() == (
             b"error limit more than 4 ports in one submission (max_ports_per_submission)\r\n")
-        assert count(db, "SELECT count(*) FROM targets") == 0
-        assert count(db, "SELECT count(*) FROM submissions") == 0
+        assert count(db, "targets") == 0
+        assert count(db, "submissions") == 0
         # 2 names x 4 ports = 8 targets: taken; 3 more would be 11: refused whole
         first = _submit(committer, _add(alice, "a.example", "b.example", ports=range(1, 5)))
         assert first.response is not None and first.response.ok
@@ -259,9 +259,9 @@ def test_ports_per_submission_and_targets_per_account_are_bounded(tmp_path: Path
         assert bob.response is not None and bob.response.ok
     finally:
         committer.stop()
-    assert count(db, "SELECT count(*) FROM targets WHERE account = 'alice'") == 10
-    assert count(db, "SELECT count(*) FROM targets WHERE account = 'bob'") == 4
-    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'd.example'") == 4
+    assert count(db, "targets", account="alice") == 10
+    assert count(db, "targets", account="bob") == 4
+    assert count(db, "targets", domain="d.example") == 4
 
 
 def test_target_limit_holds_within_one_batch(tmp_path: Path) -> None:
@@ -282,7 +282,7 @@ def test_target_limit_holds_within_one_batch(tmp_path: Path) -> None:
         committer.stop()
     codes = [job.response.code if job.response else "none" for _, job in sinks]
     assert codes == [None] * 5 + ["limit"] * 3
-    assert count(db, "SELECT count(*) FROM targets") == 5
+    assert count(db, "targets") == 5
 
 
 @pytest.mark.parametrize("name", ["foo", "https", "smtps", "tls1"])
@@ -302,7 +302,7 @@ def test_unknown_protocol_is_a_syntax_error(tmp_path: Path, name: str) -> None:
     assert job.response.encode().startswith(f"error syntax unknown protocol '{name}'".encode())
     assert "smtp" in job.response.text and "xmpp" in job.response.text
     assert good.response is not None and good.response.ok
-    assert count(db, "SELECT count(*) FROM targets") == 3
+    assert count(db, "targets") == 3
 
 
 def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:

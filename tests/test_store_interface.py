@@ -155,6 +155,11 @@ def test_commit_batch_stores_once_and_merges_targets(store: Store) -> None:
     assert (a.last_submitted, a.next_probe, a.expected_since) == (T0 + 60, T0, T0 + 60)
     assert a.lineage == "a"  # not named: kept
     assert store.count_targets("alice") == 2
+    stored = store.submissions("alice")
+    assert [(s.client_id, s.domains, s.client) for s in stored] == [
+        ("c1", "a.example *.example", "test/1"), ("c2", "a.example", "test/1"),
+        ("c3", "", "test/1"), ("c4", "a.example", "test/1")]
+    assert store.submissions("bob") == [] and len(store.submissions()) == 4
     assert store.existing_targets("alice", {("a.example", 443, "tls"), ("b.example", 443, "tls")}
                                   ) == {("a.example", 443, "tls")}
 

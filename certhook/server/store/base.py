@@ -98,6 +98,11 @@ class Store(abc.ABC):
         whether it was new (False: a retry of one stored before, left as it was).
         The targets of new submissions are upserted as if one after the other."""
 
+    @abc.abstractmethod
+    def submissions(self, account: str | None = None) -> list[Submission]:
+        """The stored submissions (of ``account``), in the order stored; their ``targets``
+        empty. Reads them all: for checks and exports, not for a request."""
+
     # -- auditing ----------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -217,6 +217,15 @@ class AccountsMixin(SqlBase):
                 self._executemany(conn, _UPSERT_TARGET, list(targets.values()))
         return new
 
+    def submissions(self, account: str | None = None) -> list[Submission]:
+        sql = ("SELECT account, client_id, time, transport, peer, domains, ports, protocols,"
+               " fingerprint, lineage, event, client FROM submissions")
+        if account is None:
+            rows = self._all(sql + " ORDER BY id")
+        else:
+            rows = self._all(sql + " WHERE account = ? ORDER BY id", (account,))
+        return [Submission(*r) for r in rows]
+
     def _insert_new_submissions(self, conn: Any, submissions: Sequence[Submission]) -> list[bool]:
         """Insert the submissions; which were new. Relies on the driver's rowcount after
         executemany being the rows inserted (sqlite3 and psycopg both give it)."""
