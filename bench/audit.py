@@ -43,10 +43,11 @@ from server_helpers import Tarpit, ThreadedTlsServer, new_db, submit_names  # no
 from certhook.server import recheck, store  # noqa: E402
 from certhook.server.config import ServerConfig  # noqa: E402
 from certhook.server.runner import AuditServer  # noqa: E402
+from certhook.server.store.sqlite import connect  # noqa: E402
 
 
 def _healthy_done(db: str, after: float) -> int:
-    conn = store.connect(db, create=False)
+    conn = connect(db, create=False)
     try:
         return int(conn.execute(
             "SELECT count(*) FROM targets WHERE domain LIKE 'h%' AND last_probe > ?", (after,)
@@ -90,10 +91,10 @@ def run_share(share: int, total: int, concurrency: int, timeout: float, ca: trus
         submit_names(server.line_address, keys["bench"], names_t, pit.port)
         submit_names(server.line_address, keys["bench"], names_h, tls.port)
         first = _wait_healthy(db, healthy, 0.0, 600)
-        conn = store.connect(db, create=False)
+        opened = store.open_store(db, create=False)
         marked = time.time()
-        recheck.mark_due(conn, None, None, marked)
-        conn.close()
+        recheck.mark_due(opened, None, None, marked)
+        opened.close()
         if server.auditor is not None:  # not the 2 s poll: the audit itself is measured
             server.auditor.wake()
         second = _wait_healthy(db, healthy, marked, 600)

@@ -19,13 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from certhook.server import queries, report, store
+from certhook.server import report, store
+from certhook.server.store.sql import _SEVERITY_SQL
+from certhook.server.store.sqlite import connect
 
 STATES = ["ok"] * 90 + ["warning"] * 4 + ["critical"] * 3 + ["unknown"] * 2 + ["waiting"]
 
 
 def build(db: Path, targets: int, results: int) -> None:
-    conn = store.connect(db)
+    conn = connect(db)
     now, rng = time.time(), random.Random(1)
     conn.execute("BEGIN")
     conn.executemany(
@@ -58,15 +60,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "report.db"
         build(db, args.targets, args.results)
-        conn = store.connect(db, create=False)
+        conn = connect(db, create=False)
+        opened = store.open_store(str(db), create=False)
         last = max(1, args.targets // report.PAGE_SIZE)
         for params in ({}, {"page": str(last // 2)}, {"group": "host"}, {"group": "none"},
                        {"state": "critical"}, {"q": "t0999"}):
-            _time(f"page {params}", lambda p=params: report.render_page(conn, "alice", p))
-        _time("certhook status (text)", lambda: report.render_text(conn, None, limit=50))
+            _time(f"page {params}", lambda p=params: report.render_page(opened, "alice", p))
+        _time("certhook status (text)", lambda: report.render_text(opened, None, limit=50))
         _time("floor: bare sorted query, 100 rows", lambda: conn.execute(
-            f"SELECT * FROM targets WHERE account = 'alice' ORDER BY {queries._SEVERITY_SQL},"
+            f"SELECT * FROM targets WHERE account = 'alice' ORDER BY {_SEVERITY_SQL},"
             " not_after LIMIT 100"))
+        opened.close()
         conn.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"peak RSS {rss} MiB (building the database included)")

@@ -51,9 +51,11 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from certhook.server import store
-from certhook.server.committer import _INSERT_SUBMISSION, _UPSERT_TARGET
 from certhook.server.config import ServerConfig
 from certhook.server.runner import AuditServer
+from certhook.server.store.sql import _SEVERITY_SQL
+from certhook.server.store.sql_accounts import _INSERT_SUBMISSION, _UPSERT_TARGET
+from certhook.server.store.sqlite import connect  # the store's own SQLite connection
 
 
 def _client(port: int, key: str, proc: int, conns: int, pipeline: int, start_at: float,
@@ -101,9 +103,9 @@ def _client(port: int, key: str, proc: int, conns: int, pipeline: int, start_at:
 def bench_server(workdir: Path, seconds: float, procs: int, conns: int, pipeline: int
                  ) -> dict[str, float]:
     db = str(workdir / "server.db")
-    conn = store.connect(db)
-    key = store.add_account(conn, "bench")
-    conn.close()
+    opened = store.open_store(db)
+    key = opened.add_account("bench")
+    opened.close()
     # Every client is on 127.0.0.1: lift the per-address limit (32) to them all.
     cfg = ServerConfig(db=db, line_listen=("127.0.0.1", 0), http_listen=None,
                        max_pending_per_connection=max(64, pipeline),
@@ -152,7 +154,7 @@ def bench_floor(workdir: Path, seconds: float, batch: int, targets: int, name: s
     the benchmark's connections each submit their own host).
     """
     db = workdir / f"floor-{name}.db"
-    conn = store.connect(str(db))
+    conn = connect(str(db))
     now = time.time()
     n = 0
     tx = 0
@@ -189,9 +191,11 @@ def populate(db: Path, targets: int, results: int) -> str:
     server's own (``store.connect``). Returns bench's key."""
     import random
 
-    conn = store.connect(str(db))
-    key = store.add_account(conn, "bench")
-    store.add_account(conn, "other")
+    opened = store.open_store(str(db))
+    key = opened.add_account("bench")
+    opened.add_account("other")
+    opened.close()
+    conn = connect(str(db))
     now, rng = time.time(), random.Random(1)
     rows = []
     for account, count in (("bench", targets), ("other", 100)):
@@ -307,7 +311,6 @@ def bench_read(workdir: Path, targets: int, results: int, repeat: int) -> list[d
     import base64
     import subprocess
 
-    from certhook.server import queries
 
     db = workdir / f"read-{targets}.db"
     started = time.perf_counter()
@@ -331,7 +334,7 @@ def bench_read(workdir: Path, targets: int, results: int, repeat: int) -> list[d
                 time.sleep(0.05)
         idle = _proc_memory(server.pid)
         floor = sqlite3.connect(str(db))
-        sev = queries._SEVERITY_SQL
+        sev = _SEVERITY_SQL
 
         def q(sql: str, *args: object) -> Callable[[], object]:
             return lambda: floor.execute(sql, args).fetchall()

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,9 +45,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 def new_db(tmp_path: Path, *accounts: str) -> tuple[str, dict[str, str]]:
     """A fresh database with the given accounts; returns its path and their keys."""
     db = str(tmp_path / "certhook.db")
-    conn = store.connect(db)
-    keys = {name: store.add_account(conn, name) for name in accounts}
-    conn.close()
+    opened = store.open_store(db)
+    try:
+        keys = {name: opened.add_account(name) for name in accounts}
+    finally:
+        opened.close()
     return db, keys
 
 
@@ -142,20 +144,45 @@ def http(method: str, url: str, body: Any = None, key: str | None = None,
 
 
 def targets(db: str, account: str | None = None) -> list[dict[str, Any]]:
-    conn = store.connect(db, create=False)
+    """Every target (of ``account``) with all its fields, through the store."""
+    opened = store.open_store(db, create=False)
     try:
-        sql = "SELECT * FROM targets" + (" WHERE account = ?" if account else "")
-        return [dict(r) for r in conn.execute(sql, (account,) if account else ())]
+        return [asdict(t) for t in opened.list_targets(account or None)]
     finally:
-        conn.close()
+        opened.close()
 
 
-def count(db: str, sql: str, *args: Any) -> int:
-    conn = store.connect(db, create=False)
+def count(db: str, table: str, **where: Any) -> int:
+    """How many rows of ``table`` (targets, submissions, notifications, results) have
+    each field equal to its value, or, for a callable value, its result true; read
+    through the store."""
+    opened = store.open_store(db, create=False)
     try:
-        return int(conn.execute(sql, args).fetchone()[0])
+        if table == "targets":
+            rows: list[Any] = opened.list_targets(None)
+        elif table == "submissions":
+            rows = opened.submissions()
+        elif table == "notifications":
+            rows = opened.notifications()
+        elif table == "results":
+            rows = [r for t in opened.list_targets(None)
+                    for r in opened.recent_results(t.id, 10**9)]
+        else:
+            raise ValueError(f"no table {table!r}")
     finally:
-        conn.close()
+        opened.close()
+    return sum(all(value(getattr(row, name)) if callable(value)
+                   else getattr(row, name) == value for name, value in where.items())
+               for row in rows)
+
+
+def notifications(db: str) -> list[store.Notification]:
+    """Every notification, queued or done, oldest first (through the store)."""
+    opened = store.open_store(db, create=False)
+    try:
+        return opened.notifications()
+    finally:
+        opened.close()
 
 
 # -- fakes and receivers -----------------------------------------------------------------

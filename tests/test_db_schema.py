@@ -50,7 +50,7 @@ def shape(path: str | Path) -> dict[str, Any]:
 
 
 def test_generated_ddl_is_todays_schema(tmp_path: Path) -> None:
-    store.connect(tmp_path / "today.db").close()
+    store.open_store(str(tmp_path / "today.db")).close()
     assert main(["db", "migrate", "--db", str(tmp_path / "new.db")]) == 0
     today, new = shape(tmp_path / "today.db"), shape(tmp_path / "new.db")
     assert sorted(today) == [t.name for t in sorted(TABLES, key=lambda t: t.name)]
@@ -92,7 +92,7 @@ def test_migrate_a_first_release_database(tmp_path: Path,
     assert main(["db", "migrate", "--db", f"sqlite://{old}"]) == 0
     assert capsys.readouterr().out == (f"{old}: schema from 1 to {VERSION} (the version was"
                                        " not recorded: now it is)\n")
-    store.connect(tmp_path / "today.db").close()
+    store.open_store(str(tmp_path / "today.db")).close()
     assert shape(old) == shape(tmp_path / "today.db")
     conn = sqlite3.connect(str(old))
     # the backfill ran: the last ok-or-warning probe
@@ -106,18 +106,18 @@ def test_migrate_a_first_release_database(tmp_path: Path,
 def test_migrate_todays_database_then_again(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "today.db"
-    conn = store.connect(db)
-    key = store.add_account(conn, "alice")
-    conn.close()
+    opened = store.open_store(str(db))
+    key = opened.add_account("alice")
+    opened.close()
     before = rows(str(db))
     for expected in (f"from {VERSION} to {VERSION} (the version was not recorded: now it is)",
                      f"already at {VERSION}"):
         assert main(["db", "migrate", "--db", str(db)]) == 0
         assert capsys.readouterr().out == f"{db}: schema {expected}\n"
     assert rows(str(db)) == before
-    conn = store.connect(db)  # today's code still opens it, the key still works
-    assert store.authenticate(conn, key) == "alice"
-    conn.close()
+    opened = store.open_store(str(db))  # today's code still opens it, the key still works
+    assert opened.authenticate(key) == "alice"
+    opened.close()
 
 
 def test_migrate_an_empty_database_twice_and_from_a_config(

@@ -154,7 +154,7 @@ def test_concurrency_is_bounded_and_listeners_stay_responsive(
             assert client.ask(add_line(keys["alice"], "more.example")).startswith(b"ok")
             assert time.monotonic() - started < 10  # far below the probes' 60 s hold
         release.set()
-        wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL")
+        wait_until(lambda: count(db, "targets", last_probe=None)
                    == 0, what="all probed")
     assert peak[0] == 3
 
@@ -192,21 +192,20 @@ def test_waiting_probes_move_to_a_bounded_slow_lane_and_do_not_block_others(
             time.sleep(0.5)
             assert peak[0] == 2 + slow_lane and srv.auditor.moved == slow_lane
             release.set()
-            wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS"
-                                         " NULL") == 0, what="every pit probed")
+            wait_until(lambda: count(db, "targets", last_probe=None) == 0, what="every pit probed")
             # the pits are known slow now: they start in the slow lane and leave the
             # fast lane to the healthy targets submitted behind them
             release.clear()
             peak[0] = 0
-            conn = store.connect(db, create=False)
+            conn = store.open_store(db, create=False)
             mark_due(conn, None, None, time.time())
             conn.close()
             healthy = [f"ok{i}.example" for i in range(30)]
             for i in range(0, len(healthy), 10):
                 assert client.ask(add_line(keys["alice"], *healthy[i:i + 10])
                                   ).startswith(b"ok")
-            wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE domain LIKE 'ok%'"
-                                         " AND last_probe IS NOT NULL") == 30,
+            wait_until(lambda: count(db, "targets", domain=lambda d: d.startswith("ok"),
+                                         last_probe=lambda v: v is not None) == 30,
                        what="the healthy targets, while the slow lane is full")
             assert peak[0] == slow_lane and waiting[0] == slow_lane
         finally:
@@ -227,7 +226,7 @@ def test_failures_trigger_retry_and_state_change(tmp_path: Path) -> None:
         assert row["failures"] >= 2 and "connection refused" in row["reasons"]
         probe.results["flaky.example"] = OK
         wait_until(lambda: targets(db)[0]["state"] == "ok", what="recovery")
-    kinds = count(db, "SELECT count(*) FROM results WHERE status = 'unknown'")
+    kinds = count(db, "results", status="unknown")
     assert kinds >= 2
 
 

@@ -24,6 +24,7 @@ from server_helpers import LineClient, add_line, config, new_db, running, target
 from certhook.probe import ari
 from certhook.server import store
 from certhook.server.config import ServerConfig, load_config
+from certhook.server.store.sqlite import SCHEMA
 from certhook.x509 import load_der
 
 HOUR = dt.timedelta(hours=1)
@@ -101,19 +102,19 @@ def test_ca_urls_at_a_refused_address_are_never_fetched(tmp_path: Path, ca: CA) 
 
 def test_old_database_gains_the_column(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    old_schema = store.SCHEMA.replace("    acme_server TEXT,\n", "")
-    assert old_schema != store.SCHEMA
+    old_schema = SCHEMA.replace("    acme_server TEXT,\n", "")
+    assert old_schema != SCHEMA
     conn = sqlite3.connect(db)
     conn.executescript(old_schema)
     conn.execute("INSERT INTO targets (account, domain, port, protocol, created,"
                  " last_submitted) VALUES ('a', 'x.example', 443, 'tls', 1, 1)")
     conn.commit()
     conn.close()
-    conn = store.connect(str(db))
-    row = conn.execute("SELECT domain, acme_server FROM targets").fetchone()
-    assert (row["domain"], row["acme_server"]) == ("x.example", None)
-    conn.close()
-    store.connect(str(db)).close()  # twice: nothing to add
+    migrated = store.open_store(str(db))
+    [row] = migrated.list_targets(None)
+    assert (row.domain, row.acme_server) == ("x.example", None)
+    migrated.close()
+    store.open_store(str(db)).close()  # twice: nothing to add
 
 
 def test_config_keys(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from acmeenv import free_port, wait_for_port
 from client_helpers import client_env, make_lineage
 from server_helpers import FakeProbe, config, count, fake_result, http, new_db, running, wait_until
 
+from certhook.server import store
 from certhook.server.runner import AuditServer
 
 Server = tuple[AuditServer, str, dict[str, str], str]
@@ -40,9 +41,9 @@ def test_submit_list_history(server: Server) -> None:
         200, {"ok": True, "id": "h1", "domains": 2})
     # a retry with the same id is acknowledged, not stored twice
     assert http("POST", f"{base}/api/v1/submissions", body, keys["alice"])[0] == 200
-    assert count(db, "SELECT count(*) FROM submissions") == 1
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NOT NULL"
-                                 " AND domain = 'good.example'"), what="a probe")
+    assert count(db, "submissions") == 1
+    wait_until(lambda: count(db, "targets", domain="good.example",
+                                 last_probe=lambda v: v is not None), what="a probe")
     status, data = http("GET", f"{base}/api/v1/domains", key=keys["alice"])
     assert status == 200 and data["account"] == "alice"
     good = next(d for d in data["domains"] if d["domain"] == "good.example")
@@ -61,7 +62,7 @@ def test_keychest_endpoint(server: Server) -> None:
     url = f"{base}/api/v1.0/servers/add"
     assert http("POST", url, {"api_key": keys["alice"], "domain": "kc.example"}) == (
         200, {"status": "success"})
-    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'kc.example'") == 1
+    assert count(db, "targets", domain="kc.example") == 1
     status, data = http("POST", url, {"api_key": "wrong", "domain": "kc.example"})
     assert status == 401 and data["status"] == "error"
     status, data = http("POST", url, {"api_key": keys["alice"], "domain": "bad domain"})
@@ -93,7 +94,7 @@ def test_bad_requests(server: Server, method: str, path: str, kwargs: dict[str, 
     key = args.pop("key", keys["alice"])
     got, data = http(method, base + path, key=key, **args)  # type: ignore[arg-type]
     assert got == status and data["ok"] is False and data["error"] == code
-    assert count(db, "SELECT count(*) FROM submissions") == 0
+    assert count(db, "submissions") == 0
     # and the server still serves everyone else
     assert http("POST", f"{base}/api/v1/submissions", {"domain": "z.example"}, keys["alice"]
                 )[0] == 200
@@ -118,7 +119,7 @@ def test_report_page_requires_login_and_escapes(server: Server) -> None:
     assert http("GET", base + "/", basic=("bob", keys["alice"]))[0] == 401
     http("POST", f"{base}/api/v1/submissions", {"domain": "good.example"}, keys["alice"])
     conn_reason = "<script>alert(1)</script>"  # as if a remote name carried it
-    wait_until(lambda: count(db, "SELECT count(*) FROM results"), what="a result")
+    wait_until(lambda: count(db, "results"), what="a result")
     raw = sqlite3.connect(db)
     raw.execute("UPDATE targets SET reasons = ?, issuer = ?", (conn_reason, "<b>CA</b>"))
     raw.commit()
@@ -154,7 +155,7 @@ def test_under_gunicorn(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
-    assert count(db, "SELECT count(*) FROM submissions") == 10
+    assert count(db, "submissions") == 10
 
 
 def test_junk_on_the_http_port(server: Server) -> None:
@@ -213,8 +214,8 @@ def test_https_fallback_reaches_certhook_serve(tmp_path: Path) -> None:
             [*_certhook(), "report", "--config-dir", str(config_dir), "--ca-file", ca_file],
             env=env, capture_output=True, text=True, timeout=60)
         assert report.returncode == 0, report.stderr
-        assert count(db, "SELECT count(*) FROM submissions WHERE transport = 'http'"
-                         " AND domains = 'a.example www.a.example'") == 1
+        assert count(db, "submissions", transport="http",
+                         domains="a.example www.a.example") == 1
         # plain HTTP on the HTTPS port is refused, not served
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -315,7 +316,7 @@ def test_failed_key_checks_are_throttled_per_address(server: Server) -> None:
     assert _from("127.0.0.3", "GET", f"{base}/", _basic("alice", keys["alice"]))[0] == 429
     # another address is served as before
     assert _from("127.0.0.4", "GET", f"{base}/api/v1/domains", good)[0] == 200
-    assert count(db, "SELECT count(*) FROM submissions") == 0
+    assert count(db, "submissions") == 0
 
 
 def test_wrong_submission_keys_count_too(server: Server) -> None:
@@ -449,18 +450,17 @@ def test_listings_carry_the_summary_first_per_account(server: Server) -> None:
     for key, names in ((keys["alice"], ["good.example", "m1.example", "m2.example"]),
                        (keys["bob"], ["good.example", "bob.example"])):
         assert http("POST", f"{base}/api/v1/submissions", {"domains": names}, key)[0] == 200
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL") == 0
-               and count(db, "SELECT count(*) FROM targets") == 5, what="five probed targets")
+    wait_until(lambda: count(db, "targets", last_probe=None) == 0
+               and count(db, "targets") == 5, what="five probed targets")
     status, mute = http("POST", f"{base}/api/v1/targets/mute",
                         {"target": "m1.example", "until": "2d"}, keys["alice"])
     assert status == 200 and mute["muted_until"]
     for name in ("good.example", "bob.example"):  # bob's mutes: none of alice's business
         assert http("POST", f"{base}/api/v1/targets/mute", {"target": name, "until": "1h"},
                     keys["bob"])[0] == 200
-    conn = sqlite3.connect(db)
-    states = dict(conn.execute("SELECT state, count(*) FROM targets WHERE account = 'alice'"
-                               " GROUP BY state").fetchall())
-    conn.close()
+    opened = store.open_store(db, create=False)
+    states = opened.state_counts("alice")
+    opened.close()
     for path, listing in (("/api/v1/domains", "domains"), ("/api/v1/targets", "targets"),
                           ("/api/v1/domains?limit=1", "domains")):
         status, data = http("GET", base + path, key=keys["alice"])

@@ -25,39 +25,39 @@ def _issued(out: str) -> str:
 
 
 def test_rotate_keeps_the_old_key_for_the_overlap_then_refuses_it(tmp_path: Path) -> None:
-    conn = store.connect(str(tmp_path / "k.db"))
+    conn = store.open_store(str(tmp_path / "k.db"))
     t0 = 1_800_000_000.0
-    old = store.add_account(conn, "alice", now=t0)
-    new, until = store.rotate_key(conn, "alice", 7 * DAY, now=t0 + 10)
+    old = conn.add_account("alice", now=t0)
+    new, until = conn.rotate_key("alice", 7 * DAY, now=t0 + 10)
     assert until == t0 + 10 + 7 * DAY
     assert new != old
     for at in (t0 + 11, t0 + 7 * DAY):  # both work during the overlap
-        assert store.authenticate(conn, old, now=at) == "alice"
-        assert store.authenticate(conn, new, now=at) == "alice"
-    assert store.authenticate(conn, old, "alice", now=t0 + 7 * DAY + 11) is None
-    assert store.authenticate(conn, old, now=t0 + 7 * DAY + 11) is None
-    assert store.authenticate(conn, new, "alice", now=t0 + 30 * DAY) == "alice"
-    assert store.authenticate(conn, new, "bob", now=t0 + 11) is None
+        assert conn.authenticate(old, now=at) == "alice"
+        assert conn.authenticate(new, now=at) == "alice"
+    assert conn.authenticate(old, "alice", now=t0 + 7 * DAY + 11) is None
+    assert conn.authenticate(old, now=t0 + 7 * DAY + 11) is None
+    assert conn.authenticate(new, "alice", now=t0 + 30 * DAY) == "alice"
+    assert conn.authenticate(new, "bob", now=t0 + 11) is None
 
 
 def test_rotate_with_zero_overlap_and_revoke_refuse_the_old_key(tmp_path: Path) -> None:
-    conn = store.connect(str(tmp_path / "k.db"))
-    old = store.add_account(conn, "alice")
-    new, _ = store.rotate_key(conn, "alice", 0)
-    assert store.authenticate(conn, old) is None
-    newer, _ = store.rotate_key(conn, "alice", DAY)
-    assert store.revoke_account(conn, "alice")
-    assert store.authenticate(conn, new) is None  # the old key of the overlap too
-    assert store.authenticate(conn, newer) is None
+    conn = store.open_store(str(tmp_path / "k.db"))
+    old = conn.add_account("alice")
+    new, _ = conn.rotate_key("alice", 0)
+    assert conn.authenticate(old) is None
+    newer, _ = conn.rotate_key("alice", DAY)
+    assert conn.revoke_account("alice")
+    assert conn.authenticate(new) is None  # the old key of the overlap too
+    assert conn.authenticate(newer) is None
     with pytest.raises(UsageError, match="no account 'nobody'"):
-        store.rotate_key(conn, "nobody", DAY)
+        conn.rotate_key("nobody", DAY)
 
 
 def test_the_writer_honours_the_overlap(tmp_path: Path) -> None:
     db, keys = new_db(tmp_path, "alice")
-    conn = store.connect(db)
-    now = [conn.execute("SELECT created FROM accounts").fetchone()[0] + 1.0]
-    new, _ = store.rotate_key(conn, "alice", DAY, now=now[0])
+    conn = store.open_store(db)
+    now = [conn.list_accounts()[0].created + 1.0]
+    new, _ = conn.rotate_key("alice", DAY, now=now[0])
     writer = BatchWriter(db, clock=lambda: now[0])
 
     def submit(key: str) -> Job:
@@ -76,20 +76,22 @@ def test_the_writer_honours_the_overlap(tmp_path: Path) -> None:
     finally:
         writer.close()
     # last uses were written, in the writer's own transactions
-    row = conn.execute("SELECT last_used, old_last_used FROM accounts").fetchone()
-    assert row[0] is not None and row[1] is not None
+    [account] = conn.list_accounts()
+    assert account.last_used is not None and account.old_last_used is not None
 
 
 def test_last_use_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
     db, keys = new_db(tmp_path, "alice")
-    conn = store.connect(db)
+    conn = store.open_store(db)
     t = 1_800_000_000.0
     writes: list[str] = []
-    conn.set_trace_callback(lambda sql: writes.append(sql) if sql.startswith("UPDATE") else None)
+    # this thread's SQLite connection, where the store writes: count its UPDATEs
+    conn._connection().set_trace_callback(  # type: ignore[attr-defined]
+        lambda sql: writes.append(sql) if sql.startswith("UPDATE") else None)
     for i in range(100):  # 100 uses in 50 s: one write
-        assert store.authenticate(conn, keys["alice"], now=t + i / 2) == "alice"
+        assert conn.authenticate(keys["alice"], now=t + i / 2) == "alice"
     assert len(writes) == 1
-    assert store.authenticate(conn, keys["alice"], now=t + 61) == "alice"
+    assert conn.authenticate(keys["alice"], now=t + 61) == "alice"
     assert len(writes) == 2
     cache = store.KeyCache(conn, clock=lambda: t + 200)
     cache.refresh()
@@ -97,7 +99,7 @@ def test_last_use_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
         assert cache.lookup(keys["alice"]) == "alice"
         cache.flush_uses()
     assert len(writes) == 3
-    assert conn.execute("SELECT last_used FROM accounts").fetchone()[0] == t + 200
+    assert conn.list_accounts()[0].last_used == t + 200
 
 
 def test_migration_adds_the_key_columns_to_an_old_database(tmp_path: Path) -> None:
@@ -110,12 +112,12 @@ def test_migration_adds_the_key_columns_to_an_old_database(tmp_path: Path) -> No
     old.execute("INSERT INTO accounts VALUES ('alice', ?, 1.0, NULL)", (store.hash_key(key),))
     old.commit()
     old.close()
-    conn = store.connect(path)
-    assert store.authenticate(conn, key) == "alice"
-    [account] = store.list_accounts(conn)
+    conn = store.open_store(path)
+    assert conn.authenticate(key) == "alice"
+    [account] = conn.list_accounts()
     assert account.key_created is None and account.last_used is not None
-    new, _ = store.rotate_key(conn, "alice", DAY)
-    assert store.authenticate(conn, key) == "alice" and store.authenticate(conn, new) == "alice"
+    new, _ = conn.rotate_key("alice", DAY)
+    assert conn.authenticate(key) == "alice" and conn.authenticate(new) == "alice"
 
 
 def test_keys_commands_never_print_a_stored_key(tmp_path: Path,
@@ -130,9 +132,9 @@ def test_keys_commands_never_print_a_stored_key(tmp_path: Path,
     assert main(["keys", "list", "--db", db]) == 0
     listing = capsys.readouterr()
     assert listing.out.startswith("alice\tactive\tkey 0 min old\tnever used\told key until ")
-    conn = store.connect(db)
-    assert store.authenticate(conn, second) == "alice"
-    hashes = [bytes(r[0]).hex() for r in conn.execute(
+    conn = store.open_store(db)
+    assert conn.authenticate(second) == "alice"
+    hashes = [bytes(r[0]).hex() for r in sqlite3.connect(db).execute(
         "SELECT key_hash FROM accounts UNION SELECT old_key_hash FROM accounts"
         " WHERE old_key_hash IS NOT NULL")]
     assert main(["keys", "list", "--db", db]) == 0
@@ -162,9 +164,9 @@ def test_add_after_revoke_gives_advice_that_works(tmp_path: Path,
     captured = capsys.readouterr()
     new = _issued(captured.out)
     assert "old key is refused" in captured.err
-    conn = store.connect(db)
-    assert store.authenticate(conn, new) == "alice"
-    assert store.authenticate(conn, old) is None
+    conn = store.open_store(db)
+    assert conn.authenticate(new) == "alice"
+    assert conn.authenticate(old) is None
 
 
 def test_keys_reads_db_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,12 +190,12 @@ def test_bad_overlap_is_a_usage_error(tmp_path: Path, overlap: str,
 
 def test_http_accepts_both_keys_during_the_overlap(tmp_path: Path) -> None:
     db, keys = new_db(tmp_path, "alice")
-    conn = store.connect(db)
-    new, _ = store.rotate_key(conn, "alice", DAY)
+    conn = store.open_store(db)
+    new, _ = conn.rotate_key("alice", DAY)
     with running(config(db, line_listen=None), audit=False) as srv:
         assert srv.http_address
         url = f"http://127.0.0.1:{srv.http_address[1]}/api/v1/domains"
         assert http("GET", url, key=keys["alice"])[0] == 200
         assert http("GET", url, key=new)[0] == 200
-        store.rotate_key(conn, "alice", 0)
+        conn.rotate_key("alice", 0)
         assert http("GET", url, key=new)[0] == 401

@@ -86,7 +86,7 @@ def test_scrape_per_target_and_isolation(server: Server) -> None:
             fingerprint="aa" * 32)
     _submit(base, keys["alice"], "late.example")
     _submit(base, keys["bob"], "bob-only.example")
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL") == 0,
+    wait_until(lambda: count(db, "targets", last_probe=None) == 0,
                what="every target probed")
 
     status, text = http("GET", f"{base}/metrics", basic=("alice", keys["alice"]))
@@ -130,7 +130,7 @@ def test_health_counters_move(server: Server) -> None:
     _submit(base, keys["alice"], "good.example")
     assert http("POST", f"{base}/api/v1/submissions", {"domains": ["x.example"]}, "wrong")[0] \
         == 401
-    wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE last_probe IS NULL") == 0,
+    wait_until(lambda: count(db, "targets", last_probe=None) == 0,
                what="the probe")
     wait_until(lambda: metrics.PROBES.value("ok") > scalar(before, "certhook_probes_total",
                                                            outcome="ok"), what="the counter")
@@ -153,14 +153,21 @@ def test_health_counters_move(server: Server) -> None:
 
 def test_failed_notifications_are_counted(tmp_path: Path) -> None:
     db, _ = new_db(tmp_path)
-    conn = store.connect(db)
-    for failed in (None, 1.0, 2.0):
-        conn.execute("INSERT INTO notifications (account, channel, destination, payload,"
-                     " created, next_attempt, failed) VALUES ('a', 'webhook', 'x', '{}', 0, 0,"
-                     " ?)", (failed,))
+    conn = store.open_store(db)
+    conn.enqueue([store.Notice("a", "webhook", "x", "{}", 0, 0)] * 3)
+    ids = [n.id for n in conn.notifications()]
+    conn.mark_failed(ids[1:], 0, "refused", 1, 1.0)  # given up after one attempt
     text = metrics.render(conn, None).read().decode()
     assert scalar(text, "certhook_notifications_failed_total") == 2
     assert scalar(text, "certhook_notifications_pending") == 1
+
+
+def _update(db: str, sql: str, *args: Any) -> None:
+    """Set a state straight in the SQLite file (one the server would reach by probing)."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(sql, args)
+    conn.close()
 
 
 def _insert_targets(db: str, rows: list[tuple[str, str]]) -> None:
@@ -196,9 +203,9 @@ def test_pages_keep_families_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     names = [f"n{i:03d}.example" for i in range(25)]
     _insert_targets(db, [("alice", n) for n in names] + [("bob", n) for n in names[:7]])
     monkeypatch.setattr(metrics, "PAGE", 4)
-    conn = store.connect(db)
+    conn = store.open_store(db)
     traced: list[str] = []
-    conn.set_trace_callback(traced.append)
+    conn._connection().set_trace_callback(traced.append)  # type: ignore[attr-defined]
     text = metrics.render(conn, None).read().decode()
     assert len(samples(text, "probe_success")) == 32
     assert len([ln for ln in text.splitlines() if ln.startswith("certhook_target_state{")]) \
@@ -306,8 +313,8 @@ def exported() -> set[str]:
 def test_exported_names_are_what_a_scrape_shows(tmp_path: Path) -> None:
     db, _ = new_db(tmp_path)
     _insert_targets(db, [("alice", "a.example")])
-    conn = store.connect(db)
-    conn.execute("UPDATE targets SET deployed = 1, failures = 0")
+    _update(db, "UPDATE targets SET deployed = 1, failures = 0")
+    conn = store.open_store(db)
     text = metrics.render(conn, None, queued=0, throttled=0).read().decode()
     shown = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert shown == exported()
@@ -371,14 +378,14 @@ def test_rules_fire_on_a_real_scrape(tmp_path: Path) -> None:
     db, _ = new_db(tmp_path)
     _insert_targets(db, [("alice", "fine.example"), ("alice", "old.example"),
                          ("bob", "late.example")])
-    conn = store.connect(db)
     now = time.time()
-    conn.execute("UPDATE targets SET deployed = 1, last_probe = ?, not_after = ?",
-                 (now, now + 60 * 86400))
-    conn.execute("UPDATE targets SET state = 'critical', deployed = 0 WHERE domain = ?",
-                 ("old.example",))
-    conn.execute("UPDATE targets SET state = 'warning', reasons = ? WHERE domain = ?",
-                 ("renewal overdue: certbot should have renewed", "late.example"))
+    _update(db, "UPDATE targets SET deployed = 1, last_probe = ?, not_after = ?",
+            now, now + 60 * 86400)
+    _update(db, "UPDATE targets SET state = 'critical', deployed = 0 WHERE domain = ?",
+            "old.example")
+    _update(db, "UPDATE targets SET state = 'warning', reasons = ? WHERE domain = ?",
+            "renewal overdue: certbot should have renewed", "late.example")
+    conn = store.open_store(db)
     text = metrics.render(conn, None, queued=0, throttled=0, now=now).read().decode()
     series = []
     for family in text_string_to_metric_families(text):

@@ -20,6 +20,7 @@ from server_helpers import (
     count,
     fake_result,
     new_db,
+    notifications,
     running,
     wait_until,
 )
@@ -68,7 +69,7 @@ def test_failure_and_recovery_reach_smtp_and_webhook(
     with running(_cfg(db, _smtp_config(smtp), (webhook.url,)), probe_fn=probe) as srv:
         assert srv.line_address
         LineClient(srv.line_address).ask(add_line(keys["alice"], "svc.example"))
-        wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE state = 'ok'"))
+        wait_until(lambda: count(db, "targets", state="ok"))
         probe.results["svc.example"] = DOWN
         wait_until(lambda: smtp.messages and webhook.received, what="failure notices")
         probe.results["svc.example"] = fake_result("ok")
@@ -96,15 +97,15 @@ def test_failed_deliveries_are_retried_with_backoff(tmp_path: Path, smtp: SmtpSe
             assert srv.line_address
             LineClient(srv.line_address).ask(add_line(keys["alice"], "svc.example"))
             wait_until(lambda: flaky.received, what="the webhook after two failures")
-            wait_until(lambda: count(db, "SELECT count(*) FROM notifications WHERE"
-                                         " channel = 'email' AND failed IS NOT NULL"),
+            wait_until(lambda: count(db, "notifications", channel="email",
+                                         failed=lambda v: v is not None),
                        what="email given up")
             probes_then = len(probe.calls)
             wait_until(lambda: len(probe.calls) > probes_then + 2, what="probing goes on")
     finally:
         flaky.close()
-    assert count(db, "SELECT attempts FROM notifications WHERE channel = 'webhook'") == 3
-    assert count(db, "SELECT attempts FROM notifications WHERE channel = 'email'") == 3
+    assert next(n.attempts for n in notifications(db) if n.channel == "webhook") == 3
+    assert next(n.attempts for n in notifications(db) if n.channel == "email") == 3
     assert smtp.messages == []
 
 
@@ -116,8 +117,8 @@ def test_dead_mail_relay_never_blocks_probing(tmp_path: Path) -> None:
         assert srv.line_address
         LineClient(srv.line_address).ask(add_line(keys["alice"], "svc.example"))
         wait_until(lambda: len(probe.calls) >= 5, what="probes while mail fails")
-        assert count(db, "SELECT count(*) FROM notifications WHERE sent IS NULL") == 1
-        assert count(db, "SELECT attempts FROM notifications") >= 1
+        assert count(db, "notifications", sent=None) == 1
+        assert notifications(db)[0].attempts >= 1
 
 
 UNDEPLOYED = fake_result("critical", reasons=("renewed but not deployed: serving aa..",))
@@ -148,14 +149,13 @@ def test_a_burst_is_one_grouped_message_per_channel_plus_the_held_summary(
                 for port in (443, 8443):
                     assert client.ask(add_line(keys["alice"], f"r{i}.example",
                                                port=port)).startswith(b"ok")
-            wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE state = 'ok'")
+            wait_until(lambda: count(db, "targets", state="ok")
                        == 206, what="206 targets ok")
             for i in range(200):
                 probe.results[f"u{i}.example"] = DOWN
             for i in range(3):
                 probe.results[f"r{i}.example"] = UNDEPLOYED
-            wait_until(lambda: count(db, "SELECT count(*) FROM notifications WHERE sent IS"
-                                         " NOT NULL") == 3 * 206,
+            wait_until(lambda: count(db, "notifications", sent=lambda v: v is not None) == 3 * 206,
                        timeout=60, what="every notice sent on every channel")
             # nothing more comes: one grouped message, then the rate-limit summary at most
             sent = (len(webhook.received), len(slack.received), len(smtp.messages))
@@ -191,7 +191,7 @@ def test_a_failing_target_is_reminded_not_every_probe(
     with running(cfg, probe_fn=probe) as srv:
         assert srv.line_address
         LineClient(srv.line_address).ask(add_line(keys["alice"], "svc.example"))
-        wait_until(lambda: count(db, "SELECT count(*) FROM targets WHERE state = 'ok'"))
+        wait_until(lambda: count(db, "targets", state="ok"))
         probe.results["svc.example"] = DOWN
         wait_until(lambda: webhook.received, what="the failure")
         probes = len(probe.calls)

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from server_helpers import count, new_db
+from server_helpers import count, new_db, targets
 
 from certhook.cli import main
 from certhook.errors import ParseError, UsageError
@@ -27,15 +27,15 @@ def test_keys_cli_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[
     raw = sqlite3.connect(db).execute("SELECT key_hash FROM accounts").fetchone()[0]
     assert raw == hashlib.sha256(key.encode()).digest()
     assert key.encode() not in Path(db).read_bytes()  # only the hash is stored
-    conn = store.connect(db)
-    assert store.authenticate(conn, key) == "alice"
-    assert store.authenticate(conn, key, "alice") == "alice"
-    assert store.authenticate(conn, key, "bob") is None
-    assert store.authenticate(conn, key + "x") is None
+    conn = store.open_store(db)
+    assert conn.authenticate(key) == "alice"
+    assert conn.authenticate(key, "alice") == "alice"
+    assert conn.authenticate(key, "bob") is None
+    assert conn.authenticate(key + "x") is None
     assert main(["keys", "list", "--db", db]) == 0
     assert "alice" in capsys.readouterr().out
     assert main(["keys", "revoke", "alice", "--db", db]) == 0
-    assert store.authenticate(conn, key) is None
+    assert conn.authenticate(key) is None
     assert main(["keys", "revoke", "alice", "--db", db]) == 1
     assert main(["keys", "add", "alice", "--db", db]) == 1  # the name stays taken
     capsys.readouterr()
@@ -49,9 +49,9 @@ def test_keys_list_missing_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_bad_account_name(tmp_path: Path) -> None:
-    conn = store.connect(str(tmp_path / "c.db"))
+    conn = store.open_store(str(tmp_path / "c.db"))
     with pytest.raises(UsageError):
-        store.add_account(conn, "a b")
+        conn.add_account("a b")
 
 
 def _submit(committer: GroupCommitter, request: Request) -> Job:
@@ -79,9 +79,9 @@ def test_group_commit_dedupes_retries_and_checks_keys(tmp_path: Path) -> None:
         assert bad.response and bad.response.code == "auth"
     finally:
         committer.stop()
-    assert count(db, "SELECT count(*) FROM submissions") == 2
-    assert count(db, "SELECT count(*) FROM targets WHERE account = 'alice'") == 2
-    assert count(db, "SELECT count(*) FROM targets WHERE protocol = 'smtp' AND port = 25") == 2
+    assert count(db, "submissions") == 2
+    assert count(db, "targets", account="alice") == 2
+    assert count(db, "targets", protocol="smtp", port=25) == 2
 
 
 def test_group_commit_batches_concurrent_submissions(tmp_path: Path) -> None:
@@ -105,8 +105,8 @@ def test_group_commit_batches_concurrent_submissions(tmp_path: Path) -> None:
         t.join()
     committer.stop()
     assert all(j.response and j.response.ok for j in jobs)
-    assert count(db, "SELECT count(*) FROM submissions") == 1000 == committer.committed
-    assert count(db, "SELECT count(*) FROM targets") == 20
+    assert count(db, "submissions") == 1000 == committer.committed
+    assert count(db, "targets") == 20
 
 
 def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
@@ -116,19 +116,19 @@ def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
     try:
         _submit(committer, Request(domains=("a.example",), fingerprint="ab" * 32,
                                    apikey=keys["alice"]))
-        since = count(db, "SELECT expected_since * 1000 FROM targets")
+        since = targets(db)[0]["expected_since"]
         _submit(committer, Request(domains=("a.example",), apikey=keys["alice"]))  # no fp
-        assert count(db, "SELECT expected_since * 1000 FROM targets") == since
+        assert targets(db)[0]["expected_since"] == since
         _submit(committer, Request(domains=("a.example",), fingerprint="cd" * 32,
                                    apikey=keys["alice"]))
-        assert count(db, "SELECT expected_since * 1000 FROM targets") >= since
-        conn = store.connect(db)
-        row = conn.execute("SELECT expected_fingerprint, next_probe FROM targets").fetchone()
-        assert row[0] == "cd" * 32 and row[1] is not None
+        assert targets(db)[0]["expected_since"] >= since
+        conn = store.open_store(db)
+        [row] = conn.list_targets("alice")
+        assert row.expected_fingerprint == "cd" * 32 and row.next_probe is not None
         _submit(committer, Request(domains=("*.example",), apikey=keys["alice"]))
-        wild = conn.execute("SELECT next_probe, reasons FROM targets WHERE domain = '*.example'"
-                            ).fetchone()
-        assert wild[0] is None and "wildcard" in wild[1]
+        [wild] = conn.find_targets("alice", "*.example")
+        assert wild.next_probe is None and "wildcard" in wild.reasons
+        conn.close()
     finally:
         committer.stop()
 
@@ -153,7 +153,7 @@ def test_locked_database_delays_the_ack_until_written(tmp_path: Path) -> None:
     t.join(10)
     committer.stop()
     assert result and result[0].response and result[0].response.ok
-    assert count(db, "SELECT count(*) FROM submissions") == 1
+    assert count(db, "submissions") == 1
 
 
 def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> None:
@@ -165,19 +165,23 @@ def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> N
                        ).response.ok  # type: ignore[union-attr]
         writer = committer._writer
         assert writer is not None
-        pages = writer._conn.execute("PRAGMA page_count").fetchone()[0]
-        writer._conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        # the SQLite connections of the writer's store (the writer thread's among them)
+        raws = list(writer._store._all_connections)  # type: ignore[attr-defined]
+        pages = raws[0].execute("PRAGMA page_count").fetchone()[0]
+        for raw in raws:
+            raw.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
         big = Request(domains=tuple(f"d{i}.example" for i in range(100)), id="big",
                       apikey=keys["alice"])
         answers = [_submit(committer, big).response for _ in range(3)]
         assert all(a is not None and a.code == "unavailable" for a in answers)
         assert not committer.healthy
-        writer._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+        for raw in raws:
+            raw.execute("PRAGMA max_page_count = 1073741823")  # space again
         again = _submit(committer, big).response
         assert again is not None and again.ok and committer.healthy
     finally:
         committer.stop()
-    assert count(db, "SELECT count(*) FROM submissions WHERE client_id = 'big'") == 1
+    assert count(db, "submissions", client_id="big") == 1
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("15m", 900), ("6h", 21600),
@@ -235,8 +239,8 @@ def test_ports_per_submission_and_targets_per_account_are_bounded(tmp_path: Path
         over = _submit(committer, _add(alice, "a.example", ports=range(1, 6)))
         assert over.response is not None and over.response.encode() == (
             b"error limit more than 4 ports in one submission (max_ports_per_submission)\r\n")
-        assert count(db, "SELECT count(*) FROM targets") == 0
-        assert count(db, "SELECT count(*) FROM submissions") == 0
+        assert count(db, "targets") == 0
+        assert count(db, "submissions") == 0
         # 2 names x 4 ports = 8 targets: taken; 3 more would be 11: refused whole
         first = _submit(committer, _add(alice, "a.example", "b.example", ports=range(1, 5)))
         assert first.response is not None and first.response.ok
@@ -255,9 +259,9 @@ def test_ports_per_submission_and_targets_per_account_are_bounded(tmp_path: Path
         assert bob.response is not None and bob.response.ok
     finally:
         committer.stop()
-    assert count(db, "SELECT count(*) FROM targets WHERE account = 'alice'") == 10
-    assert count(db, "SELECT count(*) FROM targets WHERE account = 'bob'") == 4
-    assert count(db, "SELECT count(*) FROM targets WHERE domain = 'd.example'") == 4
+    assert count(db, "targets", account="alice") == 10
+    assert count(db, "targets", account="bob") == 4
+    assert count(db, "targets", domain="d.example") == 4
 
 
 def test_target_limit_holds_within_one_batch(tmp_path: Path) -> None:
@@ -278,7 +282,7 @@ def test_target_limit_holds_within_one_batch(tmp_path: Path) -> None:
         committer.stop()
     codes = [job.response.code if job.response else "none" for _, job in sinks]
     assert codes == [None] * 5 + ["limit"] * 3
-    assert count(db, "SELECT count(*) FROM targets") == 5
+    assert count(db, "targets") == 5
 
 
 @pytest.mark.parametrize("name", ["foo", "https", "smtps", "tls1"])
@@ -298,4 +302,25 @@ def test_unknown_protocol_is_a_syntax_error(tmp_path: Path, name: str) -> None:
     assert job.response.encode().startswith(f"error syntax unknown protocol '{name}'".encode())
     assert "smtp" in job.response.text and "xmpp" in job.response.text
     assert good.response is not None and good.response.ok
-    assert count(db, "SELECT count(*) FROM targets") == 3
+    assert count(db, "targets") == 3
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A connection per thread, but none kept open for a thread that has ended."""
+    opened = store.open_store(str(tmp_path / "t.db"))
+
+    def use() -> None:
+        t = threading.Thread(target=lambda: opened.count_targets("alice"))
+        t.start()
+        t.join()
+
+    try:
+        mine = set(map(id, opened._all_connections))  # type: ignore[attr-defined]
+        use()
+        [ended] = [c for c in opened._all_connections if id(c) not in mine]  # type: ignore[attr-defined]
+        use()  # the next open closes the ended thread's connection
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            ended.execute("SELECT 1")
+        assert len(opened._all_connections) == 2  # type: ignore[attr-defined]
+    finally:
+        opened.close()

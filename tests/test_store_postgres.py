@@ -106,9 +106,9 @@ def test_copy_sqlite_to_postgresql_and_back(tmp_path: Path, pg_url: str,
     # the copy back is a server's database: today's store opens it and a key works
     from certhook.server import store
 
-    conn = store.connect(back, create=False)
-    assert {a.name for a in store.list_accounts(conn)} == {"alice", "bob", "carol"}
-    conn.close()
+    opened = store.open_store(str(back), create=False)
+    assert {a.name for a in opened.list_accounts()} == {"alice", "bob", "carol"}
+    opened.close()
 
 
 def test_copy_refuses_a_non_empty_postgresql(tmp_path: Path, pg_url: str,

@@ -54,26 +54,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except UsageError as exc:
             parser.error(f"--overlap: {exc}")
     db = load_config(args.config).with_overrides(db=args.db).db
-    conn = store.connect(db, create=args.action in ("add", "rotate"))
+    conn = store.open_store(db, create=args.action in ("add", "rotate"))
     try:
         if args.action == "add":
-            key = store.add_account(conn, args.name)
+            key = conn.add_account(args.name)
             print(key)
             print(f"account {args.name} created; the key above is shown once and stored only"
                   " as a hash", file=sys.stderr)
         elif args.action == "rotate":
             now = time.time()
-            key, until = store.rotate_key(conn, args.name, overlap, now)
+            key, until = conn.rotate_key(args.name, overlap, now)
             print(key)
             old = (f"the old key works until {_iso(until)}, then is refused"
                    if until is not None else "the old key is refused from now on")
             print(f"account {args.name}: new key above, shown once and stored only as a hash;"
                   f" {old}", file=sys.stderr)
         elif args.action == "list":
-            for line in list_lines(store.list_accounts(conn), time.time()):
+            for line in list_lines(conn.list_accounts(), time.time()):
                 print(line)
         else:
-            if not store.revoke_account(conn, args.name):
+            if not conn.revoke_account(args.name):
                 print(f"certhook keys: no active account {args.name!r}", file=sys.stderr)
                 return 1
             print(f"account {args.name} revoked", file=sys.stderr)

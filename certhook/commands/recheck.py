@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import sqlite3
+    from certhook.server.store import Store, Target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +42,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ParseError as exc:
         parser.error(str(exc))
     config = load_config(args.config).with_overrides(db=args.db)
-    conn = store.connect(config.db, create=False)
+    db = store.open_store(config.db, create=False)
     try:
         asked = time.time()
-        rows = recheck.mark_due(conn, args.account, selector, asked)
+        rows = recheck.mark_due(db, args.account, selector, asked)
         if not rows:
             what = f"{selector}" if selector else "any target"
             scope = f" of account {args.account}" if args.account else ""
@@ -57,20 +57,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"{_label(row)}: recheck requested")
             return 0
         timeout = args.timeout or 3 * config.probe_timeout + 2 * POLL + 5
-        ids = [int(row["id"]) for row in rows]
+        ids = [row.id for row in rows]
         deadline = time.monotonic() + timeout
         while True:
-            finished = recheck.done(conn, ids, asked)
+            finished = recheck.done(db, ids, asked)
             if len(finished) == len(ids) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        return _print_results(conn, rows, set(finished), timeout)
+        return _print_results(db, rows, set(finished), timeout)
     finally:
-        conn.close()
+        db.close()
 
 
-def _label(row: sqlite3.Row) -> str:
-    return _clean(f"{row['account']} {row['domain']}:{row['port']}/{row['protocol']}")
+def _label(row: Target) -> str:
+    return _clean(f"{row.account} {row.domain}:{row.port}/{row.protocol}")
 
 
 def _clean(text: str) -> str:
@@ -78,26 +78,29 @@ def _clean(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _print_results(conn: sqlite3.Connection, rows: list[sqlite3.Row], finished: set[int],
+def _print_results(db: Store, rows: list[Target], finished: set[int],
                    timeout: float) -> int:
     """One line per target (and its reasons); 1 if some did not finish, 2 if some not ok."""
     import sys
 
     late = bad = False
     for row in rows:
-        target_id = int(row["id"])
+        target_id = row.id
         if target_id not in finished:
             print(f"{_label(row)}: no result within {timeout:g} s")
             late = True
             continue
-        now = conn.execute("SELECT state, status, days_left, reasons FROM targets WHERE id = ?",
-                           (target_id,)).fetchone()
-        days = "" if now["days_left"] is None else f", {now['days_left']} days left"
-        print(f"{_label(row)}: {now['state']} (probe {now['status']}{days})")
-        for reason in (now["reasons"] or "").split("\n"):
+        now = db.target(target_id)
+        if now is None:  # removed meanwhile ('certhook targets remove', retirement)
+            print(f"{_label(row)}: removed")
+            bad = True
+            continue
+        days = "" if now.days_left is None else f", {now.days_left} days left"
+        print(f"{_label(row)}: {now.state} (probe {now.status}{days})")
+        for reason in (now.reasons or "").split("\n"):
             if reason:
                 print(f"  {_clean(reason)}")
-        bad = bad or now["state"] != "ok"
+        bad = bad or now.state != "ok"
     if late:
         print("certhook recheck: some probes did not finish in time (is 'certhook serve'"
               " running on this database, with auditing?)", file=sys.stderr)

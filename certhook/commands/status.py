@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     # a bad config file is one line on stderr (certhook.cli), not a usage message
     db = load_config(args.config).with_overrides(db=args.db).db
-    conn = store.connect(db, create=False)
+    conn = store.open_store(db, create=False)
     try:
         counts = queries.state_counts(conn, args.account)
         if args.json:

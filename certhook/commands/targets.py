@@ -49,38 +49,37 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         until = targets.parse_until(args.until, now) if args.action == "mute" else None
     except ParseError as exc:
         parser.error(str(exc))
-    db = load_config(args.config).with_overrides(db=args.db).db
-    conn = store.connect(db, create=False)
+    db = store.open_store(load_config(args.config).with_overrides(db=args.db).db, create=False)
     try:
         if selector is None:
-            rows = [r for r in store.list_targets(conn, args.account)
+            rows = [r for r in db.list_targets(args.account)
                     if not args.muted or targets.muted(r, now)]
             if args.json:
-                json.dump([{"account": r["account"], **targets.target_json(r, now)}
+                json.dump([{"account": r.account, **targets.target_json(r, now)}
                            for r in rows], sys.stdout, indent=2)
                 print()
             for row in [] if args.json else rows:
-                mute = f"\tmuted until {iso(row['muted_until'])}" if targets.muted(row, now) else ""
-                print(f"{targets.label(row)}\t{row['state']}"
-                      f"\tsubmitted {iso(row['last_submitted'])}{mute}")
+                mute = f"\tmuted until {iso(row.muted_until)}" if targets.muted(row, now) else ""
+                print(f"{targets.label(row)}\t{row.state}"
+                      f"\tsubmitted {iso(row.last_submitted)}{mute}")
             return 0
-        rows = store.find_targets(conn, args.account, selector.domain, selector.port,
-                                  selector.protocol)
+        rows = db.find_targets(args.account, selector.domain, selector.port,
+                                   selector.protocol)
         if not rows:
             scope = f" of account {args.account}" if args.account else ""
             print(f"certhook targets: no target {selector}{scope}", file=sys.stderr)
             return 1
         if args.action == "rm":
-            store.remove_targets(conn, rows)
+            db.remove_targets([r.id for r in rows])
             done = "removed (a submission naming it adds it back)"
         elif args.action == "mute":
-            store.mute_targets(conn, rows, until)
+            db.mute_targets([r.id for r in rows], until)
             done = f"muted until {iso(until)} (still probed and shown; no notices)"
         else:
-            store.mute_targets(conn, rows, None)
+            db.mute_targets([r.id for r in rows], None)
             done = "unmuted"
         for row in rows:
             print(f"{targets.label(row)}: {done}")
     finally:
-        conn.close()
+        db.close()
     return 0

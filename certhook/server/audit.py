@@ -73,12 +73,6 @@ class _Flight:
 
     def __init__(self, lane: str, started: float) -> None:
         self.lane, self.started = lane, started
-_DUE = (
-    "SELECT id, domain, port, protocol, acme_server, renew_before FROM targets"
-    " WHERE next_probe IS NOT NULL AND next_probe <= ? ORDER BY next_probe LIMIT ?"
-)
-# how long a target's last probe took: read once per target, then kept in memory
-_LAST_TOOK = "SELECT elapsed FROM results WHERE target = ? ORDER BY time DESC LIMIT 1"
 
 
 def backoff(config: ServerConfig, failures: int) -> float:
@@ -125,7 +119,8 @@ class Auditor(Worker):
         self._backlog = 0  # due targets left waiting for a full lane in the last round
         self._took: dict[int, float] = {}  # target -> seconds its last probe took
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._store: store.Store | None = None
+        self._store_lock = threading.Lock()
         self._guard = make_guard(config.allow_networks)
         self.probes = 0
         self.moved = 0  # probes moved from the fast lane to the slow one
@@ -134,12 +129,17 @@ class Auditor(Worker):
     def stop(self) -> None:
         super().stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._store_lock:
+            db, self._store = self._store, None
+        if db is not None:
+            db.close()
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = store.connect(self.config.db)
-        return conn
+    def _db(self) -> store.Store:
+        """The store, opened on first use (each thread gets its own connection)."""
+        with self._store_lock:  # not self._lock: _took_for reads the store under it
+            if self._store is None:
+                self._store = store.open_store(self.config.db)
+            return self._store
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -175,13 +175,13 @@ class Auditor(Worker):
         return rooms, next_move
 
     def _schedule(self) -> float:
-        conn = self._conn()
+        db = self._db()
         now = self._clock()
         room, next_move = self._rooms(time.monotonic())
         with self._lock:
             limit = room[_FAST] + room[_SLOW] + len(self._inflight) + self._backlog
         while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
-            rows = conn.execute(_DUE, (now, limit)).fetchall()
+            rows = db.due_targets(now, limit)
             self._backlog = 0
             for row in rows:
                 lane = self._dispatch(row, room)
@@ -193,23 +193,21 @@ class Auditor(Worker):
             if room[_FAST] <= 0 or len(rows) < limit or limit >= _MAX_FETCH:
                 break
             limit *= 2
-        nxt = conn.execute(
-            "SELECT min(next_probe) FROM targets WHERE next_probe > ?", (now,)
-        ).fetchone()[0]
-        due = POLL if nxt is None else float(nxt) - now
+        nxt = db.next_due(now)
+        due = POLL if nxt is None else nxt - now
         return min(due, next_move)
 
     def _took_for(self, target_id: int) -> float:
         took = self._took.get(target_id)
         if took is None:
-            row = self._conn().execute(_LAST_TOOK, (target_id,)).fetchone()
-            took = self._took[target_id] = float(row[0] or 0.0) if row else 0.0
+            # how long its last probe took: read once per target, then kept in memory
+            took = self._took[target_id] = float(self._db().last_elapsed(target_id) or 0.0)
         return took
 
-    def _dispatch(self, row: Any, room: dict[str, int]) -> str | None:
+    def _dispatch(self, row: store.Target, room: dict[str, int]) -> str | None:
         """Start a probe of ``row`` in its lane if it has room: the lane, or None when
         the target waits for a full lane ("" when it is in flight already)."""
-        target_id = int(row["id"])
+        target_id = row.id
         with self._lock:
             lane = _SLOW if self._took_for(target_id) >= FAST_BUDGET else _FAST
             if target_id in self._inflight:
@@ -218,8 +216,8 @@ class Auditor(Worker):
                 return None
             room[lane] -= 1
             self._inflight[target_id] = _Flight(lane, time.monotonic())
-        self._pool.submit(self._audit, target_id, row["domain"], row["port"], row["protocol"],
-                          row["acme_server"], row["renew_before"])
+        self._pool.submit(self._audit, target_id, row.domain, row.port, row.protocol,
+                          row.acme_server, row.renew_before)
         return lane
 
     def _audit(self, target_id: int, domain: str, port: int, protocol: str,
@@ -280,36 +278,34 @@ class Auditor(Worker):
 
     def _record(self, target_id: int, result: Any, started: float, took: float) -> None:
         cfg = self.config
-        conn = self._conn()
         now = self._clock()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute("SELECT * FROM targets WHERE id = ?", (target_id,)).fetchone()
-            if row is None:
-                conn.execute("ROLLBACK")
-                return
+        seen: list[tuple[TargetState, Evaluation]] = []
+
+        def decide(row: store.Target) -> store.ProbeWrite:
+            # inside the store's transaction: no other writer between this read and the write
             before = TargetState(
-                state=row["state"], failures=row["failures"],
-                notified_state=row["notified_state"],
-                notified_days=frozenset(x for x in row["notified_days"].split(",") if x),
-                notified_for=row["notified_for"],
-                expected_fingerprint=row["expected_fingerprint"],
-                expected_since=row["expected_since"], last_event=row["last_event"],
+                state=row.state, failures=row.failures, notified_state=row.notified_state,
+                notified_days=frozenset(x for x in row.notified_days.split(",") if x),
+                notified_for=row.notified_for, expected_fingerprint=row.expected_fingerprint,
+                expected_since=row.expected_since, last_event=row.last_event,
             )
             ev = evaluate(before, result, now, cfg.grace, cfg.failure_threshold,
                           cfg.expiry_notices)
+            seen.append((before, ev))
             if _retire(cfg, row, ev, now):
-                self._retire(conn, row, ev, now)
-                conn.execute("COMMIT")
-                return
-            self._store(conn, row, ev, result, now, started, took)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                return self._retire(row, ev, now)
+            return self._write(row, ev, result, now, started, took)
+
+        done = self._db().record_probe(target_id, decide)
+        if done is None:
+            return
+        row, write = done
+        before, ev = seen[-1]
+        if write.retire:
+            return
         if ev.state != before.state:
-            log.info("%s %s:%d/%s: %s -> %s", row["account"], row["domain"], row["port"],
-                     row["protocol"], before.state, ev.state)
+            log.info("%s %s:%d/%s: %s -> %s", row.account, row.domain, row.port,
+                     row.protocol, before.state, ev.state)
         if ev.notices and self._on_notice is not None:
             self._on_notice()
 
@@ -328,99 +324,86 @@ class Auditor(Worker):
             nxt = min(nxt, ev.recheck_at + 1.0)
         return nxt
 
-    def _store(self, conn: Any, row: Any, ev: Evaluation, result: Any, now: float,
-               started: float, took: float) -> None:
-        reasons = "\n".join(ev.reasons)
-        nxt = self._next_probe(ev, now)
-        deployed = None if ev.deployed is None else int(ev.deployed)
+    def _write(self, row: store.Target, ev: Evaluation, result: Any, now: float,
+               started: float, took: float) -> store.ProbeWrite:
+        """What a probe writes: its result, the target's new state, and its notices."""
+        from certhook.server.notify import notices
+
         address = getattr(result, "address", None)
-        address = None if address is None else str(address)
-        conn.execute(
-            "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
-            " issuer, fingerprint, deployed, address, elapsed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (row["id"], now, ev.status, ev.state, reasons, ev.days_left, ev.not_after, ev.issuer,
-             ev.served_fingerprint, deployed, address, took),
-        )
-        conn.execute(
-            "UPDATE targets SET state = ?, state_since = CASE WHEN state = ? THEN state_since"
-            " ELSE ? END, failures = ?, notified_state = ?, notified_days = ?, notified_for = ?,"
-            " last_probe = ?, status = ?, reasons = ?, days_left = ?, not_after = ?, issuer = ?,"
-            " served_fingerprint = ?, deployed = ?, address = ?,"
-            " next_probe = CASE WHEN last_submitted > ? OR next_probe > ?"
-            " THEN min(next_probe, ?) ELSE ? END WHERE id = ?",
-            (ev.state, ev.state, now, ev.failures, ev.notified_state,
-             ",".join(sorted(ev.notified_days)), ev.notified_for,
-             now, ev.status, reasons, ev.days_left, ev.not_after, ev.issuer,
-             ev.served_fingerprint, deployed, address,
-             # a submission or a recheck that came during the probe asked for a new one
-             started, started, nxt, nxt, row["id"]),
-        )
-        if ev.status in _GOOD:
-            conn.execute("UPDATE targets SET last_good = ? WHERE id = ?", (now, row["id"]))
-        if self.config.history_keep > 0 and random.random() < 0.05:
-            conn.execute(
-                "DELETE FROM results WHERE target = ? AND id NOT IN (SELECT id FROM results"
-                " WHERE target = ? ORDER BY time DESC LIMIT ?)",
-                (row["id"], row["id"], self.config.history_keep),
-            )
+        queued: list[store.Notice] = []
         if _muted(row, now):  # still probed and shown; the notices are dropped
             for notice in ev.notices:
-                log.info("%s %s:%d/%s muted: no notice %s", row["account"], row["domain"],
-                         row["port"], row["protocol"], notice.get("kind", notice.get("state")))
-            return
-        for notice in ev.notices:
-            payload = {
-                **notice, "account": row["account"], "domain": row["domain"],
-                "port": row["port"], "protocol": row["protocol"], "status": ev.status,
-                "reasons": ev.reasons, "days_left": ev.days_left, "not_after": ev.not_after,
-                "seconds_left": ev.seconds_left, "lifetime_seconds": ev.lifetime_seconds,
-                "issuer": ev.issuer, "served_fingerprint": ev.served_fingerprint,
-                "expected_fingerprint": row["expected_fingerprint"], "time": now,
-            }
-            from certhook.server.notify import enqueue
+                log.info("%s %s:%d/%s muted: no notice %s", row.account, row.domain,
+                         row.port, row.protocol, notice.get("kind", notice.get("state")))
+        else:
+            for notice in ev.notices:
+                payload = {
+                    **notice, "account": row.account, "domain": row.domain,
+                    "port": row.port, "protocol": row.protocol, "status": ev.status,
+                    "reasons": ev.reasons, "days_left": ev.days_left,
+                    "not_after": ev.not_after, "seconds_left": ev.seconds_left,
+                    "lifetime_seconds": ev.lifetime_seconds, "issuer": ev.issuer,
+                    "served_fingerprint": ev.served_fingerprint,
+                    "expected_fingerprint": row.expected_fingerprint, "time": now,
+                }
+                queued += notices(self.config, row.account, payload, now)
+        keep = self.config.history_keep
+        return store.ProbeWrite(
+            time=now, started=started, status=ev.status, state=ev.state,
+            reasons="\n".join(ev.reasons), days_left=ev.days_left, not_after=ev.not_after,
+            issuer=ev.issuer, fingerprint=ev.served_fingerprint,
+            deployed=None if ev.deployed is None else int(ev.deployed),
+            address=None if address is None else str(address), elapsed=took,
+            failures=ev.failures, notified_state=ev.notified_state,
+            notified_days=",".join(sorted(ev.notified_days)), notified_for=ev.notified_for,
+            next_probe=self._next_probe(ev, now), good=ev.status in _GOOD,
+            keep=keep if keep > 0 and random.random() < 0.05 else 0,
+            notices=tuple(queued))
 
-            enqueue(conn, self.config, row["account"], payload, now)
-
-
-    def _retire(self, conn: Any, row: Any, ev: Evaluation, now: float) -> None:
+    def _retire(self, row: store.Target, ev: Evaluation, now: float) -> store.ProbeWrite:
         """Remove a target nobody names and that keeps failing, with one notice."""
-        from certhook.server.notify import enqueue
+        from certhook.server.notify import notices
         from certhook.server.queries import iso
 
         days = self.config.retire_after / 86400
-        good = row["last_good"]
+        good = row.last_good
         reason = (f"retired: no submission has named it for {days:g} days (since"
-                  f" {iso(row['last_submitted'])}) and no probe has reached it since"
+                  f" {iso(row.last_submitted)}) and no probe has reached it since"
                   f" {iso(good) if good else 'it was added'}; a submission naming it adds it"
                   " back")
-        store.remove_targets_in(conn, [int(row["id"])])
-        log.warning("%s %s:%d/%s %s", row["account"], row["domain"], row["port"],
-                    row["protocol"], reason)
+        log.warning("%s %s:%d/%s %s", row.account, row.domain, row.port, row.protocol, reason)
+        queued: list[store.Notice] = []
         if not _muted(row, now):
-            enqueue(conn, self.config, row["account"], {
-                "kind": "retired", "state": "retired", "previous": row["state"],
-                "account": row["account"], "domain": row["domain"], "port": row["port"],
-                "protocol": row["protocol"], "status": ev.status,
+            queued = notices(self.config, row.account, {
+                "kind": "retired", "state": "retired", "previous": row.state,
+                "account": row.account, "domain": row.domain, "port": row.port,
+                "protocol": row.protocol, "status": ev.status,
                 "reasons": [reason, *ev.reasons], "time": now,
             }, now)
+        return store.ProbeWrite(
+            time=now, started=now, status=ev.status, state=ev.state, reasons="",
+            days_left=None, not_after=None, issuer=None, fingerprint=None, deployed=None,
+            address=None, elapsed=0.0, failures=ev.failures, notified_state=None,
+            notified_days="", notified_for=None, next_probe=now, good=False,
+            notices=tuple(queued), retire=True)
 
 
 # Probe outcomes that reached a usable certificate; the others count toward retirement.
 _GOOD = ("ok", "warning")
 
 
-def _muted(row: Any, now: float) -> bool:
-    return row["muted_until"] is not None and row["muted_until"] > now
+def _muted(row: store.Target, now: float) -> bool:
+    return row.muted_until is not None and row.muted_until > now
 
 
-def _retire(config: ServerConfig, row: Any, ev: Evaluation, now: float) -> bool:
+def _retire(config: ServerConfig, row: store.Target, ev: Evaluation, now: float) -> bool:
     """Whether a target is retired: no submission has named it for ``retire_after``
     (a submission naming it resets that clock) and no probe has reached it for as
     long (a good probe resets that one), and this probe failed too."""
     horizon = now - config.retire_after
-    good = row["last_good"] if row["last_good"] is not None else row["created"]
+    good = row.last_good if row.last_good is not None else row.created
     return (config.retire_after > 0 and ev.status not in _GOOD
-            and row["last_submitted"] <= horizon and good <= horizon)
+            and row.last_submitted <= horizon and good <= horizon)
 
 
 def _unknown(reason: str, start: float) -> Any:

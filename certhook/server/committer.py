@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 import time
 import uuid
@@ -105,9 +104,9 @@ class BatchWriter:
                  max_ports: int = ServerConfig.max_ports_per_submission,
                  max_targets: int = ServerConfig.max_targets_per_account,
                  clock: Callable[[], float] = time.time) -> None:
-        self._conn = store.connect(db_path)  # LocalError now, not in a thread later
+        self._store = store.open_store(db_path)  # LocalError now, not in a thread later
         # current keys, and old ones until their overlap ends (by ``clock``)
-        self._keys = store.KeyCache(self._conn, clock)
+        self._keys = store.KeyCache(self._store, clock)
         self._delay = first_probe_delay
         self._on_commit = on_commit
         self._max_ports = max_ports
@@ -119,16 +118,16 @@ class BatchWriter:
     def close(self) -> None:
         log.info("writer: %d submissions stored in %d transactions",
                  self.committed, self.transactions)
-        self._conn.close()
+        self._store.close()
 
     def write(self, batch: list[Job]) -> None:
         """Write ``batch`` in one transaction and set every job's response."""
-        conn, keys = self._conn, self._keys
+        keys = self._keys
         now = time.time()
         try:
             keys.refresh()
-            adds: list[tuple[Job, tuple[Any, ...]]] = []
-            budget = _TargetBudget(conn, self._max_targets)
+            adds: list[tuple[Job, store.Submission]] = []
+            budget = _TargetBudget(self._store, self._max_targets)
             for job in batch:
                 job.account = keys.lookup(job.request.apikey)
                 if job.account is None:
@@ -140,23 +139,21 @@ class BatchWriter:
                                     or self._check_ports(job.request)
                                     or budget.take(job.account, _target_keys(job.request)))
                     if job.response is None:
-                        adds.append((job, self._submission_row(job, now)))
-            conn.execute("BEGIN IMMEDIATE")
-            keys.flush_uses()  # last uses, at most once a minute per key
-            stored = self._insert(conn, adds, now) if adds else 0
-            conn.execute("COMMIT")
+                        adds.append((job, self._submission(job, now)))
+            # one transaction, durable when it returns; last uses at most once a minute
+            new = self._store.commit_batch(keys.take_uses(), [sub for _, sub in adds])
         except Exception as exc:  # disk full, I/O error, locked too long...
             log.error("cannot store submissions: %s", exc)
             self.healthy = False
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             for job in batch:
                 if job.response is None or job.response.ok:
                     job.response = Response.error("unavailable", "cannot store the submission")
             _count(batch)
             return
+        stored = 0
+        for (job, _), is_new in zip(adds, new):
+            job.new = is_new
+            stored += is_new
         _count(batch)
         self.healthy = True
         self.transactions += 1
@@ -170,56 +167,26 @@ class BatchWriter:
                                   " submission (max_ports_per_submission)")
         return None
 
-    @staticmethod
-    def _submission_row(job: Job, now: float) -> tuple[Any, ...]:
+    def _submission(self, job: Job, now: float) -> store.Submission:
         req = job.request
         client_id = req.id or uuid.uuid4().hex
         job.response = Response.success(id=client_id, domains=str(len(req.domains)))
-        return (job.account, client_id, now, job.transport, job.peer, " ".join(req.domains),
-                " ".join(map(str, req.ports)), " ".join(req.protocols), req.fingerprint,
-                req.lineage, req.event, req.client)
+        assert job.account is not None
+        return store.Submission(
+            job.account, client_id, now, job.transport, job.peer, " ".join(req.domains),
+            " ".join(map(str, req.ports)), " ".join(req.protocols), req.fingerprint,
+            req.lineage, req.event, req.client, tuple(self._targets(job, now)))
 
-    def _insert(self, conn: sqlite3.Connection, adds: list[tuple[Job, tuple[Any, ...]]],
-                now: float) -> int:
-        """Store the new submissions of a batch and upsert their targets; returns how many."""
-        rows = [row for _, row in adds]
-        # Fast path: one executemany, and if every row went in, none was a retry.
-        conn.execute("SAVEPOINT batch")
-        before = conn.total_changes
-        conn.executemany(_INSERT_SUBMISSION, rows)
-        if conn.total_changes - before == len(rows):
-            new = [job for job, _ in adds]
-        else:  # a retry is among them: redo row by row to learn which
-            conn.execute("ROLLBACK TO batch")
-            new = [job for job, row in adds if conn.execute(_INSERT_SUBMISSION, row).rowcount]
-        conn.execute("RELEASE batch")
-        # One upsert per distinct target of the batch; a later submission's values win,
-        # as if the upserts ran one after the other (they share ``now``).
-        targets: dict[tuple[Any, ...], list[Any]] = {}
-        for job in new:
-            job.new = True
-            for row in self._target_rows(job, now):
-                old = targets.get(row[:4])
-                if old is None:
-                    targets[row[:4]] = list(row)
-                else:
-                    # lineage, event, fingerprint, since, ACME, renew_before
-                    for i in (6, 7, 8, 9, 12, 13):
-                        if row[i] is not None:
-                            old[i] = row[i]
-        if targets:
-            conn.executemany(_UPSERT_TARGET, [tuple(r) for r in targets.values()])
-        return len(new)
-
-    def _target_rows(self, job: Job, now: float) -> list[tuple[Any, ...]]:
+    def _targets(self, job: Job, now: float) -> list[store.TargetUpsert]:
         req = job.request
+        assert job.account is not None
         pairs = _port_protocols(req)
         rows = []
         for domain in req.domains:
             wildcard = domain.startswith("*.")
             for port, protocol in pairs:
-                rows.append((
-                    job.account, domain, port, protocol, now, now, req.lineage, req.event,
+                rows.append(store.TargetUpsert(
+                    job.account, domain, port, protocol, now, req.lineage, req.event,
                     req.fingerprint, now if req.fingerprint else None,
                     None if wildcard else now + self._delay,
                     "a wildcard name: nothing to connect to" if wildcard else "",
@@ -284,18 +251,18 @@ class _TargetBudget:
     (which of its targets exist) is looked up only near the limit.
     """
 
-    def __init__(self, conn: sqlite3.Connection, limit: int) -> None:
-        self._conn, self._limit = conn, limit
+    def __init__(self, db: store.Store, limit: int) -> None:
+        self._store, self._limit = db, limit
         self._stored: dict[str, int] = {}  # targets in the database, per account
         self._taken: dict[str, set[store.TargetKey]] = {}  # this batch's, maybe stored
 
     def take(self, account: str, keys: set[store.TargetKey]) -> Response | None:
         if account not in self._stored:
-            self._stored[account] = store.count_targets(self._conn, account)
+            self._stored[account] = self._store.count_targets(account)
         taken = self._taken.setdefault(account, set())
         wanted = taken | keys
         if self._stored[account] + len(wanted) > self._limit:
-            new = wanted - store.existing_targets(self._conn, account, wanted)
+            new = wanted - self._store.existing_targets(account, wanted)
             if self._stored[account] + len(new) > self._limit:
                 return Response.error(
                     "limit", f"account would have more than {self._limit} targets"
@@ -371,32 +338,3 @@ class GroupCommitter:
             writer.write(batch)
             writer.deliver(batch)
         writer.close()
-
-
-_INSERT_SUBMISSION = """
-INSERT OR IGNORE INTO submissions (account, client_id, time, transport, peer, domains, ports,
-    protocols, fingerprint, lineage, event, client)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
-# Inside DO UPDATE, bare column names are the old row and excluded.* the new
-# one; all SET expressions see the old row, so their order does not matter.
-_UPSERT_TARGET = """
-INSERT INTO targets (account, domain, port, protocol, created, last_submitted, lineage,
-    last_event, expected_fingerprint, expected_since, next_probe, reasons, acme_server,
-    renew_before)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account, domain, port, protocol) DO UPDATE SET
-    last_submitted = excluded.last_submitted,
-    lineage = coalesce(excluded.lineage, lineage),
-    last_event = coalesce(excluded.last_event, last_event),
-    expected_fingerprint = coalesce(excluded.expected_fingerprint, expected_fingerprint),
-    acme_server = coalesce(excluded.acme_server, acme_server),
-    renew_before = coalesce(excluded.renew_before, renew_before),
-    expected_since = CASE
-        WHEN excluded.expected_fingerprint IS NOT NULL
-             AND excluded.expected_fingerprint IS NOT expected_fingerprint
-        THEN excluded.expected_since ELSE expected_since END,
-    next_probe = CASE WHEN next_probe IS NULL THEN NULL
-        ELSE min(next_probe, excluded.next_probe) END
-"""

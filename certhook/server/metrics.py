@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sqlite3
 import tempfile
 import threading
 import time
@@ -38,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any, Callable, Optional
 
 from certhook.probe.prometheus import escape_label
-from certhook.server import queries
+from certhook.server import queries, store
 
 __all__ = [
     "CONTENT_TYPE",
@@ -174,29 +173,32 @@ _PROCESS: tuple[Any, ...] = (SUBMISSIONS_ACCEPTED, SUBMISSIONS_REFUSED, PROBES, 
 
 # -- the per-target families ----------------------------------------------------------
 
-_TargetValue = Callable[[sqlite3.Row], Optional[float]]
+_TargetValue = Callable[[store.Target], Optional[float]]
 
 
-def _probed(row: sqlite3.Row) -> bool:
-    return row["last_probe"] is not None
+def _probed(row: store.Target) -> bool:
+    return row.last_probe is not None
 
 
-def _overdue(row: sqlite3.Row) -> float | None:
-    if row["not_after"] is None:  # no certificate read at the last probe: not known
+def _overdue(row: store.Target) -> float | None:
+    if row.not_after is None:  # no certificate read at the last probe: not known
         return None
-    reasons = (row["reasons"] or "").split("\n")
+    reasons = (row.reasons or "").split("\n")
     return float(any(r.startswith(_RENEWAL_OVERDUE) for r in reasons))
 
 
 def _optional(column: str) -> _TargetValue:
-    return lambda row: None if row[column] is None else float(row[column])
+    def value(row: store.Target) -> float | None:
+        found = getattr(row, column)
+        return None if found is None else float(found)
+    return value
 
 
 # name, type, help, value of a target row (None: no sample)
 TARGET_FAMILIES: tuple[tuple[str, str, str, _TargetValue], ...] = (
     ("probe_success", "gauge", "Whether the last probe reached the endpoint and read its"
      " certificate (1) or not (0).",
-     lambda r: float(r["status"] not in (None, "unknown")) if _probed(r) else None),
+     lambda r: float(r.status not in (None, "unknown")) if _probed(r) else None),
     ("probe_ssl_earliest_cert_expiry", "gauge", "notAfter of the leaf certificate served at"
      " the last probe, as a Unix timestamp.", _optional("not_after")),
     ("certhook_deployed", "gauge", "Whether the endpoint serves the certificate the client"
@@ -211,19 +213,19 @@ TARGET_FAMILIES: tuple[tuple[str, str, str, _TargetValue], ...] = (
 _TARGET_LABELS = ("account", "domain", "port", "protocol")
 
 
-def _pages(conn: sqlite3.Connection, accounts: Sequence[str]) -> Iterator[list[sqlite3.Row]]:
+def _pages(db: store.Store, accounts: Sequence[str]) -> Iterator[list[store.Target]]:
     for account in accounts:
         after: queries.Cursor | None = None
         while True:
-            rows, after = queries.target_page(conn, account, PAGE, after)
+            rows, after = queries.target_page(db, account, PAGE, after)
             if rows:
                 yield rows
             if after is None:
                 break
 
 
-def _target_labels(row: sqlite3.Row) -> str:
-    return _labels(_TARGET_LABELS, [row[n] for n in _TARGET_LABELS])
+def _target_labels(row: store.Target) -> str:
+    return _labels(_TARGET_LABELS, [getattr(row, n) for n in _TARGET_LABELS])
 
 
 def _write(out: IO[bytes], lines: Sequence[str]) -> None:
@@ -235,7 +237,7 @@ def _header(name: str, kind: str, help_text: str) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
 
-def _write_targets(out: IO[bytes], conn: sqlite3.Connection, accounts: Sequence[str]) -> None:
+def _write_targets(out: IO[bytes], db: store.Store, accounts: Sequence[str]) -> None:
     """Every per-target family, each in one group: the targets are read once, a page at a
     time, each family's lines going to a spooled part of its own, then joined."""
     state = "certhook_target_state"
@@ -246,7 +248,7 @@ def _write_targets(out: IO[bytes], conn: sqlite3.Connection, accounts: Sequence[
     try:
         for _ in headers:
             parts.append(tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY // len(headers)))
-        for rows in _pages(conn, accounts):
+        for rows in _pages(db, accounts):
             lines: list[list[str]] = [[] for _ in headers]
             for row in rows:
                 labels = _target_labels(row)
@@ -254,7 +256,7 @@ def _write_targets(out: IO[bytes], conn: sqlite3.Connection, accounts: Sequence[
                     value = value_of(row)
                     if value is not None:
                         family.append(f"{name}{labels} {_number(value)}")
-                base, now = labels[:-1], row["state"]
+                base, now = labels[:-1], row.state
                 lines[-1] += [f'{state}{base},state="{s}"}} {int(now == s)}' for s in STATES]
             for part, family in zip(parts, lines):
                 _write(part, family)
@@ -267,27 +269,20 @@ def _write_targets(out: IO[bytes], conn: sqlite3.Connection, accounts: Sequence[
             part.close()
 
 
-def _scalar(conn: sqlite3.Connection, sql: str, *args: Any) -> float:
-    row = conn.execute(sql, args).fetchone()
-    return float(row[0] or 0)
-
-
-def _write_health(out: IO[bytes], conn: sqlite3.Connection, queued: int | None,
+def _write_health(out: IO[bytes], db: store.Store, queued: int | None,
                   throttled: int | None, now: float) -> None:
     for metric in _PROCESS:
         _write(out, [*_header(metric.name, metric.kind, metric.help), *metric.lines()])
+    pending, failed = db.notification_counts()
     gauges: list[tuple[str, str, str, float | None]] = [
         ("certhook_submission_queue_depth", "gauge", "Submissions waiting for the writer.",
          None if queued is None else float(queued)),
         ("certhook_probes_due", "gauge", "Targets whose probe is due and not yet made.",
-         _scalar(conn, "SELECT count(*) FROM targets WHERE next_probe <= ?", now)),
+         float(db.count_due(now))),
         ("certhook_notifications_pending", "gauge", "Notifications waiting to be sent"
-         " (or retried).", _scalar(conn, "SELECT count(*) FROM notifications"
-                                   " WHERE sent IS NULL AND failed IS NULL")),
+         " (or retried).", float(pending)),
         ("certhook_notifications_failed_total", "counter", "Notifications given up after"
-         " every retry, as the database holds them.",
-         _scalar(conn, "SELECT count(*) FROM notifications"
-                 " WHERE sent IS NULL AND failed IS NOT NULL")),
+         " every retry, as the database holds them.", float(failed)),
         ("certhook_key_checks_throttled_total", "counter", "Key checks refused by the"
          " failed-login throttle (docs/server.md: Failed key checks).",
          None if throttled is None else float(throttled)),
@@ -297,7 +292,7 @@ def _write_health(out: IO[bytes], conn: sqlite3.Connection, queued: int | None,
             _write(out, [*_header(name, kind, help_text), f"{name} {_number(value)}"])
 
 
-def render(conn: sqlite3.Connection, account: str | None, *, queued: int | None = None,
+def render(db: store.Store, account: str | None, *, queued: int | None = None,
            throttled: int | None = None, now: float | None = None) -> IO[bytes]:
     """The exposition for ``account`` (every account for None), as a file at offset 0.
 
@@ -305,17 +300,10 @@ def render(conn: sqlite3.Connection, account: str | None, *, queued: int | None 
     """
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
     try:
-        conn.execute("BEGIN")
-        try:
-            if account is None:
-                accounts = [r[0] for r in conn.execute(
-                    "SELECT DISTINCT account FROM targets ORDER BY account")]
-            else:
-                accounts = [account]
-            _write_targets(out, conn, accounts)
-            _write_health(out, conn, queued, throttled, time.time() if now is None else now)
-        finally:
-            conn.execute("COMMIT")
+        with db.snapshot():
+            accounts = db.target_accounts() if account is None else [account]
+            _write_targets(out, db, accounts)
+            _write_health(out, db, queued, throttled, time.time() if now is None else now)
         out.seek(0)
     except BaseException:
         out.close()

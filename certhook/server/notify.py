@@ -20,16 +20,13 @@ target whose failure was notified and that still fails is reminded every
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import smtplib
-import sqlite3
 import ssl
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any, Callable
 
@@ -39,7 +36,7 @@ from certhook.server.channels import FORMATS, Digest, parse_webhook, redact, ren
 from certhook.server.config import ServerConfig, SmtpConfig
 from certhook.server.worker import Worker
 
-__all__ = ["Notifier", "enqueue", "send_email", "send_webhook", "summary"]
+__all__ = ["Notifier", "notices", "send_email", "send_webhook", "summary"]
 
 log = logging.getLogger("certhook.notify")
 
@@ -47,9 +44,9 @@ _POLL = 5.0
 _FAILING = ("critical", "unknown", "warning")
 
 
-def enqueue(conn: sqlite3.Connection, config: ServerConfig, account: str,
-            payload: dict[str, Any], now: float) -> None:
-    """Queue ``payload`` for every destination of ``account`` (inside the caller's transaction).
+def notices(config: ServerConfig, account: str, payload: dict[str, Any],
+            now: float) -> list[store.Notice]:
+    """``payload`` for every destination of ``account``, to queue (the log one is written now).
 
     It is due after the group window, so that what happens within it goes out together.
     """
@@ -58,13 +55,9 @@ def enqueue(conn: sqlite3.Connection, config: ServerConfig, account: str,
         log.warning("%s: %s", account, summary(payload))
     data = json.dumps(payload, sort_keys=True)
     due = now + config.notify_group_window
-    rows = [(account, "email", to, data, now, due) for to in targets.email]
-    rows += [(account, "webhook", url, data, now, due) for url in targets.webhook]
-    conn.executemany(
-        "INSERT INTO notifications (account, channel, destination, payload, created,"
-        " next_attempt) VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    rows = [store.Notice(account, "email", to, data, now, due) for to in targets.email]
+    rows += [store.Notice(account, "webhook", url, data, now, due) for url in targets.webhook]
+    return rows
 
 
 def send_email(smtp: SmtpConfig, to: str, digest: Digest) -> None:
@@ -110,18 +103,6 @@ def send_webhook(destination: str, digest: Digest, timeout: float = 15.0) -> Non
             raise OSError(f"webhook answered HTTP {response.status}")
 
 
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One transaction (one fsync) for a batch of rows; the connection is in autocommit."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 class Notifier(Worker):
     """Delivers queued notifications in its own thread: grouped, rate-limited, retried.
 
@@ -145,74 +126,62 @@ class Notifier(Worker):
         super().__init__()
 
     def _run(self) -> None:
-        conn = store.connect(self.config.db)
+        db = store.open_store(self.config.db)
         while not self._stopping.is_set():
             self._wake.clear()
             wait = _POLL
             try:
-                self._remind(conn)
-                wait = self._deliver_due(conn)
+                self._remind(db)
+                wait = self._deliver_due(db)
             except Exception:
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))
-        conn.close()
+        db.close()
 
     # -- reminders --------------------------------------------------------------
 
-    def _remind(self, conn: sqlite3.Connection) -> None:
+    def _remind(self, db: store.Store) -> None:
         """Queue a reminder for each target still failing ``remind`` after its last notice."""
         every = self.config.notify_remind
         now = self._clock()
         if every <= 0 or now < self._next_remind:
             return
         self._next_remind = now + min(every / 4, 60.0)
-        rows = conn.execute(
-            "SELECT id, account, domain, port, protocol, state, state_since, reasons,"
-            " days_left, issuer, served_fingerprint, expected_fingerprint FROM targets"
-            " WHERE state IN (?, ?, ?) AND notified_state = state AND state_since <= ?",
-            (*_FAILING, now - every),
-        ).fetchall()
         failing = set()
-        with _transaction(conn):
-            for row in rows:
-                failing.add(row["id"])
-                due = int((now - row["state_since"]) // every)
-                # after a restart, reminders missed while down are not sent in a burst
-                done = self._reminded.setdefault(
-                    row["id"], 0 if row["state_since"] >= self._started - every
-                    else int((self._started - row["state_since"]) // every))
-                if due <= done:
-                    continue
-                self._reminded[row["id"]] = due
-                payload = {
-                    "kind": "reminder", "state": row["state"], "account": row["account"],
-                    "domain": row["domain"], "port": row["port"], "protocol": row["protocol"],
-                    "since": row["state_since"], "reasons": row["reasons"].split("\n"),
-                    "days_left": row["days_left"], "issuer": row["issuer"],
-                    "served_fingerprint": row["served_fingerprint"],
-                    "expected_fingerprint": row["expected_fingerprint"], "time": now,
-                }
-                enqueue(conn, self.config, row["account"], payload, now)
+        queued: list[store.Notice] = []
+        for row in db.failing_targets(_FAILING, now - every):
+            since = row.state_since or 0.0
+            failing.add(row.id)
+            due = int((now - since) // every)
+            # after a restart, reminders missed while down are not sent in a burst
+            done = self._reminded.setdefault(
+                row.id, 0 if since >= self._started - every
+                else int((self._started - since) // every))
+            if due <= done:
+                continue
+            self._reminded[row.id] = due
+            payload = {
+                "kind": "reminder", "state": row.state, "account": row.account,
+                "domain": row.domain, "port": row.port, "protocol": row.protocol,
+                "since": row.state_since, "reasons": row.reasons.split("\n"),
+                "days_left": row.days_left, "issuer": row.issuer,
+                "served_fingerprint": row.served_fingerprint,
+                "expected_fingerprint": row.expected_fingerprint, "time": now,
+            }
+            queued += notices(self.config, row.account, payload, now)
+        db.enqueue(queued)  # one transaction (one fsync)
         for gone in set(self._reminded) - failing:
             del self._reminded[gone]
 
     # -- delivery ---------------------------------------------------------------
 
-    def _deliver_due(self, conn: sqlite3.Connection) -> float:
-        now = self._clock()
-        keys = conn.execute(
-            "SELECT DISTINCT account, channel, destination FROM notifications"
-            " WHERE sent IS NULL AND failed IS NULL AND next_attempt <= ? LIMIT 50",
-            (now,),
-        ).fetchall()
-        for key in keys:
+    def _deliver_due(self, db: store.Store) -> float:
+        for key in db.due_destinations(self._clock(), 50):
             if self._stopping.is_set():
                 break
-            self._deliver(conn, (key[0], key[1], key[2]))
-        nxt = conn.execute(
-            "SELECT min(next_attempt) FROM notifications WHERE sent IS NULL AND failed IS NULL"
-        ).fetchone()[0]
-        return _POLL if nxt is None else float(nxt) - self._clock()
+            self._deliver(db, key)
+        nxt = db.next_notification()
+        return _POLL if nxt is None else nxt - self._clock()
 
     def _limited_until(self, key: tuple[str, str, str], now: float) -> float | None:
         """When ``key`` may send again, if its rate limit is reached now."""
@@ -224,31 +193,25 @@ class Notifier(Worker):
             return None
         return recent[0] + period
 
-    def _deliver(self, conn: sqlite3.Connection, key: tuple[str, str, str]) -> None:
+    def _deliver(self, db: store.Store, key: tuple[str, str, str]) -> None:
         account, channel, destination = key
-        rows = conn.execute(
-            "SELECT id, payload, attempts FROM notifications WHERE account = ? AND channel = ?"
-            " AND destination = ? AND sent IS NULL AND failed IS NULL ORDER BY id",
-            key,
-        ).fetchall()
+        rows = db.pending(account, channel, destination)
         if not rows:
             return
-        ids = [row["id"] for row in rows]
+        ids = [row.id for row in rows]
         now = self._clock()
         until = self._limited_until(key, now)
         if until is not None:
             held = self._held.setdefault(key, set())
             self.held += len(set(ids) - held)
             held.update(ids)
-            with _transaction(conn):
-                conn.executemany("UPDATE notifications SET next_attempt = ? WHERE id = ?",
-                                 [(until, i) for i in ids])
+            db.hold_notifications(ids, until)
             log.info("%s to %s: %d notices held by the rate limit until %s", channel,
                      redact(destination), len(ids), time.strftime("%H:%M:%S",
                                                                   time.localtime(until)))
             return
         held_ids = self._held.get(key, set())
-        digest = Digest(account, tuple(json.loads(row["payload"]) for row in rows),
+        digest = Digest(account, tuple(json.loads(row.payload) for row in rows),
                         held=len(held_ids & set(ids)))
         try:
             if channel == "email":
@@ -256,30 +219,23 @@ class Notifier(Worker):
             else:
                 send_webhook(destination, digest)
         except (OSError, smtplib.SMTPException, ValueError) as exc:
-            self._failed(conn, key, rows, exc)
+            self._failed(db, key, rows, exc)
             return
-        with _transaction(conn):
-            conn.executemany("UPDATE notifications SET sent = ?, attempts = attempts + 1"
-                             " WHERE id = ?", [(self._clock(), i) for i in ids])
+        db.mark_sent(ids, self._clock())
         self._recent[key].append(self._clock())
         self._held.pop(key, None)
         self.sent += 1
         log.info("%s sent to %s (%d notices)", channel, redact(destination), len(ids))
 
-    def _failed(self, conn: sqlite3.Connection, key: tuple[str, str, str],
-                rows: list[sqlite3.Row], exc: BaseException) -> None:
+    def _failed(self, db: store.Store, key: tuple[str, str, str],
+                rows: list[store.Notification], exc: BaseException) -> None:
         self.failures += 1
         now = self._clock()
-        attempts = max(row["attempts"] for row in rows) + 1
+        attempts = max(row.attempts for row in rows) + 1
         give_up = attempts >= self.config.notify_retries
         delay = self.config.notify_backoff * 2 ** (attempts - 1)
         error = f"{exc.__class__.__name__}: {exc}"[:300]
         log.warning("%s to %s failed (attempt %d%s): %s", key[1], redact(key[2]), attempts,
                     ", giving up" if give_up else "", error)
-        with _transaction(conn):
-            conn.executemany(
-                "UPDATE notifications SET attempts = attempts + 1, next_attempt = ?,"
-                " last_error = ?, failed = CASE WHEN attempts + 1 >= ? THEN ? END WHERE id = ?",
-                [(now + delay, error, self.config.notify_retries, now, row["id"])
-                 for row in rows],
-            )
+        db.mark_failed([row.id for row in rows], now + delay, error,
+                       self.config.notify_retries, now)

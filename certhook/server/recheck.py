@@ -11,10 +11,10 @@ flight when the mark is made does not erase it (``audit.py`` keeps a
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 
 from certhook.errors import ParseError
+from certhook.server import store
 
 __all__ = ["Selector", "done", "mark_due", "parse_selector"]
 
@@ -62,52 +62,23 @@ def parse_selector(text: str) -> Selector:
     return Selector(domain, port, protocol or None)
 
 
-def _where(account: str | None, selector: Selector | None) -> tuple[str, list[object]]:
-    clauses: list[str] = ["next_probe IS NOT NULL"]  # wildcards are never probed
-    args: list[object] = []
-    if account is not None:
-        clauses.append("account = ?")
-        args.append(account)
-    if selector is not None:
-        clauses.append("domain = ?")
-        args.append(selector.domain)
-        if selector.port is not None:
-            clauses.append("port = ?")
-            args.append(selector.port)
-        if selector.protocol is not None:
-            clauses.append("protocol = ?")
-            args.append(selector.protocol)
-    return " AND ".join(clauses), args
+def mark_due(db: store.Store, account: str | None, selector: Selector | None,
+             now: float) -> list[store.Target]:
+    """Make the matching targets due at ``now``; returns them. ``account`` None is every
+    account, ``selector`` None every target (never a wildcard: it is not probed)."""
+    if selector is None:
+        return db.mark_due(account, None, None, None, now)
+    return db.mark_due(account, selector.domain, selector.port, selector.protocol, now)
 
 
-def mark_due(conn: sqlite3.Connection, account: str | None, selector: Selector | None,
-             now: float) -> list[sqlite3.Row]:
-    """Make the matching targets due at ``now``; returns them (id, account, domain, port,
-    protocol). ``account`` None is every account, ``selector`` None every target."""
-    where, args = _where(account, selector)
-    conn.execute("BEGIN IMMEDIATE")  # one transaction, one fsync, for --all too
-    try:
-        rows = conn.execute(
-            f"SELECT id, account, domain, port, protocol FROM targets WHERE {where}"  # noqa: S608
-            " ORDER BY account, domain, port, protocol", args,
-        ).fetchall()
-        conn.executemany("UPDATE targets SET next_probe = ? WHERE id = ?",
-                         [(now, row["id"]) for row in rows])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows
-
-
-def done(conn: sqlite3.Connection, ids: list[int], since: float) -> list[int]:
+def done(db: store.Store, ids: list[int], since: float) -> list[int]:
     """Those of ``ids`` probed after ``since`` (the mark): a result is stored and
-    the next probe is scheduled past the mark."""
+    the next probe is scheduled past the mark (or the target is gone)."""
+    found = {t.id: t for t in db.targets_by_id(ids)}
     finished = []
     for target_id in ids:
-        row = conn.execute("SELECT last_probe, next_probe FROM targets WHERE id = ?",
-                           (target_id,)).fetchone()
-        if row is None or (row["last_probe"] is not None and row["last_probe"] >= since
-                           and (row["next_probe"] is None or row["next_probe"] > since)):
+        row = found.get(target_id)
+        if row is None or (row.last_probe is not None and row.last_probe >= since
+                           and (row.next_probe is None or row.next_probe > since)):
             finished.append(target_id)
     return finished

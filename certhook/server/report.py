@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from urllib.parse import urlencode
 
 from certhook.escape import for_html, for_terminal
 from certhook.server import queries
+from certhook.server.store import Store, Target
 
 __all__ = ["COLOURS", "CSP", "MEANING", "PAGE_SIZE", "Filters", "muted_until", "render_page",
            "render_text", "sparkline"]
@@ -115,14 +115,14 @@ def time_left(not_after: float | None, now: float) -> str:
     return f"{int(seconds // 86400)} d"
 
 
-def deployed(row: sqlite3.Row) -> str:
+def deployed(row: Target) -> str:
     """Whether the certificate certbot deployed is the one served, in words."""
     if row["expected_fingerprint"] is None:
         return "n/a"
     return {None: "pending", 1: "yes", 0: "no"}.get(row["deployed"], "?")
 
 
-def _fingerprints(row: sqlite3.Row) -> str:
+def _fingerprints(row: Target) -> str:
     served, expected = row["served_fingerprint"], row["expected_fingerprint"]
 
     def short(fingerprint: str | None) -> str:
@@ -136,13 +136,13 @@ def _fingerprints(row: sqlite3.Row) -> str:
             f"{short(expected)}")
 
 
-def _waiting(row: sqlite3.Row, grace: float) -> str:
+def _waiting(row: Target, grace: float) -> str:
     if row["state"] != "waiting" or row["expected_since"] is None:
         return ""
     return for_html(queries.iso(row["expected_since"] + grace) or "")
 
 
-def _event(row: sqlite3.Row, when: float | None) -> str:
+def _event(row: Target, when: float | None) -> str:
     """The last renewal event and the time of the submission that reported it
     (:func:`queries.event_times`); without one, the event alone."""
     event = row["last_event"]
@@ -155,7 +155,7 @@ def _event(row: sqlite3.Row, when: float | None) -> str:
             "</small>")
 
 
-def muted_until(row: sqlite3.Row, now: float) -> float | None:
+def muted_until(row: Target, now: float) -> float | None:
     """When the target's mute ends, if it is muted at ``now``."""
     until = row["muted_until"]
     return float(until) if until is not None and until > now else None
@@ -235,7 +235,7 @@ _COLUMNS = ("target", "state", "not after", "time left", "served vs deployed",
             "deployment deadline", "last renewal", "last probe", "history")
 
 
-def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str] | None = None,
+def render_page(conn: Store, account: str, params: Mapping[str, str] | None = None,
                 now: float | None = None, grace: float = 300.0) -> str:
     """A page of the report of ``account`` (only its targets), per ``params``."""
     now = time.time() if now is None else now
@@ -280,7 +280,7 @@ def render_page(conn: sqlite3.Connection, account: str, params: Mapping[str, str
     return "\n".join(out)
 
 
-def _row(conn: sqlite3.Connection, row: sqlite3.Row, now: float, grace: float,
+def _row(conn: Store, row: Target, now: float, grace: float,
          event_time: float | None) -> str:
     state = row["state"] if row["state"] in COLOURS else "unknown"
     until = muted_until(row, now)
@@ -304,7 +304,7 @@ def _row(conn: sqlite3.Connection, row: sqlite3.Row, now: float, grace: float,
         f'{for_html(_ago(row["last_probe"], now))}</td><td>{sparkline(points)}</td></tr>')
 
 
-def render_text(conn: sqlite3.Connection, account: str | None, now: float | None = None,
+def render_text(conn: Store, account: str | None, now: float | None = None,
                 limit: int = PAGE_SIZE, page: int = 1, history: int = 20) -> str:
     """The report as a terminal table (all accounts for None): the summary, then one page,
     worst first; the history marks of the rows shown only."""

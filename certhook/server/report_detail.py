@@ -10,12 +10,12 @@ moment certbot reported a renewal as a marker.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from certhook.escape import for_html
 from certhook.server import queries
 from certhook.server.report import COLOURS, deployed, head, muted_until, time_left
+from certhook.server.store import Result, Store, Target
 
 __all__ = ["ADVICE", "advice", "render_detail", "timeline"]
 
@@ -64,7 +64,7 @@ def advice(finding: str) -> tuple[str, str]:
     return _GENERIC
 
 
-def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: float,
+def timeline(history: list[Result], events: list[tuple[float, str]], now: float,
              width: int = 720) -> str:
     """Inline SVG: one bar per certificate (first seen to notAfter, solid while seen),
     probes as dots, ``events`` (time, label) as vertical markers."""
@@ -72,12 +72,12 @@ def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: f
         return "<p>No probe yet.</p>"
     certs: dict[str, list[float]] = {}  # fingerprint -> [first seen, last seen, notAfter]
     for r in history:
-        if r["fingerprint"]:
-            seen = certs.setdefault(r["fingerprint"], [r["time"], r["time"], r["not_after"] or 0])
-            seen[1] = r["time"]
-            seen[2] = max(seen[2], r["not_after"] or 0)
+        if r.fingerprint:
+            seen = certs.setdefault(r.fingerprint, [r.time, r.time, r.not_after or 0])
+            seen[1] = r.time
+            seen[2] = max(seen[2], r.not_after or 0)
     t0 = min(history[0]["time"], *(t for t, _ in events)) if events else history[0]["time"]
-    t1 = max([now, history[-1]["time"], *(c[2] for c in certs.values())])
+    t1 = max([now, history[-1].time, *(c[2] for c in certs.values())])
     span = max(t1 - t0, 1.0)
     bar, top = 16, 20
     height = top + bar * (len(certs) + 1) + 30
@@ -102,9 +102,9 @@ def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: f
                      f' fill="#fff">{for_html(fingerprint[:12])}</text></g>')
     dots_y = top + len(certs) * bar + 6
     for r in history:
-        colour = COLOURS.get(r["status"], COLOURS["unknown"])
-        label = for_html(f"{queries.iso(r['time'])}: {r['status']}")
-        parts.append(f'<circle class="probe" cx="{x(r["time"]):.1f}" cy="{dots_y}" r="3"'
+        colour = COLOURS.get(r.status, COLOURS["unknown"])
+        label = for_html(f"{queries.iso(r.time)}: {r.status}")
+        parts.append(f'<circle class="probe" cx="{x(r.time):.1f}" cy="{dots_y}" r="3"'
                      f' fill="{colour}"><title>{label}</title></circle>')
     for t, what in events:
         parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top - 8}" y2="{dots_y + 6}"'
@@ -119,26 +119,26 @@ def timeline(history: list[sqlite3.Row], events: list[tuple[float, str]], now: f
     return "".join(parts)
 
 
-def render_detail(conn: sqlite3.Connection, row: sqlite3.Row, now: float | None = None,
+def render_detail(conn: Store, row: Target, now: float | None = None,
                   grace: float = 300.0) -> str:
     """The page of target ``row`` (already checked to belong to the viewer's account)."""
     now = time.time() if now is None else now
     esc = for_html
-    name = f"{row['domain']}:{row['port']}/{row['protocol']}"
-    history = queries.recent_results(conn, int(row["id"]), HISTORY)
+    name = f"{row.domain}:{row.port}/{row.protocol}"
+    history = queries.recent_results(conn, row.id, HISTORY)
     # the time of the submission that reported the event, not a proxy for it
-    event_time = queries.event_times(conn, [row]).get(int(row["id"]))
+    event_time = queries.event_times(conn, [row]).get(row.id)
     out = head(f"certhook: {name}")
-    state = row["state"] if row["state"] in COLOURS else "unknown"
+    state = row.state if row.state in COLOURS else "unknown"
     until = queries.iso(muted_until(row, now))
     muted = f' <span class="muted-until">muted until {until}</span>' if until else ""
     out += ['<p><a href="/">all targets</a></p>', f"<h1>{esc(name)}</h1>",
-            f'<p>state <span class="state {state}">{esc(row["state"])}</span>{muted}'
-            f" since {esc(queries.iso(row['state_since']) or '?')}; lineage"
-            f" {esc(row['lineage'] or 'none reported')}; last probe"
-            f" {esc(queries.iso(row['last_probe']) or 'never')} from address"
-            f" {esc(row['address'] or '?')}</p>", "<h2>Findings</h2>"]
-    reasons = [r for r in (row["reasons"] or "").split("\n") if r]
+            f'<p>state <span class="state {state}">{esc(row.state)}</span>{muted}'
+            f" since {esc(queries.iso(row.state_since) or '?')}; lineage"
+            f" {esc(row.lineage or 'none reported')}; last probe"
+            f" {esc(queries.iso(row.last_probe) or 'never')} from address"
+            f" {esc(row.address or '?')}</p>", "<h2>Findings</h2>"]
+    reasons = [r for r in (row.reasons or "").split("\n") if r]
     if reasons:
         out.append("<table><thead><tr><th>finding</th><th>what it means</th>"
                    "<th>what to do</th></tr></thead><tbody>")
@@ -149,39 +149,39 @@ def render_detail(conn: sqlite3.Connection, row: sqlite3.Row, now: float | None 
         out.append("</tbody></table>")
     else:
         out.append("<p>None: the last probe found nothing wrong.</p>")
-    deadline = (queries.iso(row["expected_since"] + grace)
-                if row["state"] == "waiting" and row["expected_since"] else None)
+    deadline = (queries.iso(row.expected_since + grace)
+                if row.state == "waiting" and row.expected_since else None)
     out += ["<h2>Certificate served</h2>", "<table><tbody>",
             "<tr><th>fingerprint (SHA-256)</th><td><code>"
-            f"{esc(row['served_fingerprint'] or 'none')}</code></td></tr>",
+            f"{esc(row.served_fingerprint or 'none')}</code></td></tr>",
             f"<tr><th>deployed by certbot</th><td><code>"
-            f"{esc(row['expected_fingerprint'] or 'not reported')}</code>"
+            f"{esc(row.expected_fingerprint or 'not reported')}</code>"
             f" (served: {deployed(row)})</td></tr>",
-            f"<tr><th>issuer</th><td>{esc(row['issuer'] or '')}</td></tr>",
-            f"<tr><th>not after</th><td>{esc(queries.iso(row['not_after']) or '')}"
-            f" ({time_left(row['not_after'], now)})</td></tr>",
-            f"<tr><th>last renewal event</th><td>{esc(row['last_event'] or 'none')}"
+            f"<tr><th>issuer</th><td>{esc(row.issuer or '')}</td></tr>",
+            f"<tr><th>not after</th><td>{esc(queries.iso(row.not_after) or '')}"
+            f" ({time_left(row.not_after, now)})</td></tr>",
+            f"<tr><th>last renewal event</th><td>{esc(row.last_event or 'none')}"
             f" {esc(queries.iso(event_time) or '')}</td></tr>",
             f"<tr><th>deployment deadline</th><td>{esc(deadline or '')}</td></tr>",
             "</tbody></table><p class=\"reasons\">The server keeps the leaf of each probe"
             " (fingerprint, issuer, notAfter), not the intermediates: run"
-            f" <code>certhook probe {esc(row['domain'])}:{int(row['port'])}</code> to see"
+            f" <code>certhook probe {esc(row.domain)}:{int(row.port)}</code> to see"
             " the whole chain.</p>"]
-    events = [(row["expected_since"], "certbot deployed a renewed certificate")] if (
-        row["expected_since"]) else []
+    events = [(row.expected_since, "certbot deployed a renewed certificate")] if (
+        row.expected_since) else []
     out += ["<h2>Timeline</h2>", timeline(history, events, now),
             f"<h2>Probe history</h2><p>The last {len(history)} probes, newest first.</p>",
             "<table><thead><tr><th>time</th><th>status</th><th>days left</th>"
             "<th>certificate</th><th>issuer</th><th>address</th><th>findings</th></tr>"
             "</thead><tbody>"]
     for r in reversed(history):
-        found = "".join(f"<div>{esc(x)}</div>" for x in (r["reasons"] or "").split("\n") if x)
-        status = r["status"] if r["status"] in COLOURS else "unknown"
-        out.append(f'<tr class="probe"><td>{esc(queries.iso(r["time"]))}</td>'
-                   f'<td class="{status}">{esc(r["status"])}</td>'
-                   f"<td>{'' if r['days_left'] is None else int(r['days_left'])}</td>"
-                   f"<td><code>{esc((r['fingerprint'] or '')[:12])}</code></td>"
-                   f"<td>{esc(r['issuer'] or '')}</td><td>{esc(r['address'] or '')}</td>"
+        found = "".join(f"<div>{esc(x)}</div>" for x in (r.reasons or "").split("\n") if x)
+        status = r.status if r.status in COLOURS else "unknown"
+        out.append(f'<tr class="probe"><td>{esc(queries.iso(r.time))}</td>'
+                   f'<td class="{status}">{esc(r.status)}</td>'
+                   f"<td>{'' if r.days_left is None else int(r.days_left)}</td>"
+                   f"<td><code>{esc((r.fingerprint or '')[:12])}</code></td>"
+                   f"<td>{esc(r.issuer or '')}</td><td>{esc(r.address or '')}</td>"
                    f'<td class="reasons">{found}</td></tr>')
     out.append("</tbody></table></body></html>")
     return "\n".join(out)

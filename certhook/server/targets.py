@@ -1,18 +1,18 @@
 """Targets as operators manage them: mute times, and a target as listed.
 
 ``certhook targets`` and ``/api/v1/targets`` share this; the SQL is in
-``store.py``. A muted target is still probed and shown, but its notices
+``certhook/server/store/``. A muted target is still probed and shown, but its notices
 are dropped (not sent later) until ``muted_until``.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
 from certhook.errors import ParseError
+from certhook.server.store import Target
 
 __all__ = ["label", "parse_until", "target_json"]
 
@@ -52,23 +52,23 @@ def parse_until(text: str, now: float) -> float:
     return until
 
 
-def label(row: sqlite3.Row) -> str:
+def label(row: Target) -> str:
     """``account host:port/protocol``, control characters escaped for a terminal."""
-    text = f"{row['account']} {row['domain']}:{row['port']}/{row['protocol']}"
+    text = f"{row.account} {row.domain}:{row.port}/{row.protocol}"
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def muted(row: sqlite3.Row, now: float) -> bool:
-    return row["muted_until"] is not None and row["muted_until"] > now
+def muted(row: Target, now: float) -> bool:
+    return row.muted_until is not None and row.muted_until > now
 
 
-def target_json(row: sqlite3.Row, now: float) -> dict[str, Any]:
+def target_json(row: Target, now: float) -> dict[str, Any]:
     """A target as ``GET /api/v1/targets`` and ``targets list --json`` show it."""
     from certhook.server.queries import iso
 
     return {
-        "domain": row["domain"], "port": row["port"], "protocol": row["protocol"],
-        "state": row["state"], "state_since": iso(row["state_since"]),
-        "last_submitted": iso(row["last_submitted"]), "last_probe": iso(row["last_probe"]),
-        "muted_until": iso(row["muted_until"]) if muted(row, now) else None,
+        "domain": row.domain, "port": row.port, "protocol": row.protocol,
+        "state": row.state, "state_since": iso(row.state_since),
+        "last_submitted": iso(row.last_submitted), "last_probe": iso(row.last_probe),
+        "muted_until": iso(row.muted_until) if muted(row, now) else None,
     }

@@ -92,18 +92,16 @@ class AuditApp:
         self.committer: Committer = committer
         self._started = self._own is None
         self._lock = threading.Lock()
-        self._local = threading.local()
-        store.connect(config.db).close()  # fail early on a bad path; create the schema
+        self._store = store.open_store(config.db)  # fail early on a bad path; the schema
 
     def close(self) -> None:
         if self._own is not None and self._started:
             self._own.stop()
+        self._store.close()
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = store.connect(self.config.db, create=False)
-        return conn
+    def _conn(self) -> store.Store:
+        """The store (each thread has its own connection to it)."""
+        return self._store
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -205,7 +203,7 @@ class AuditApp:
             raise _HttpError(429, "limit", message(wait), [("Retry-After", _seconds(wait))])
         account = None
         try:
-            account = store.authenticate(self._conn(), key, name)
+            account = self._conn().authenticate(key, name)
         finally:
             self.throttle.done(address, key, account is not None, name)
         return account
@@ -329,7 +327,7 @@ class AuditApp:
             raise _HttpError(400, "syntax", "bad cursor: use the 'next' of the last page"
                              ) from None
         limit = _count(params, "limit", queries.PAGE_DEFAULT, queries.PAGE_MAX)
-        rows = store.list_targets(self._conn(), account, limit + 1, after)
+        rows = self._conn().list_targets(account, limit + 1, after)
         now = time.time()
         last = rows[limit - 1] if len(rows) > limit else None
         data = {"ok": True, "account": account,
@@ -358,14 +356,13 @@ class AuditApp:
         except ParseError as exc:
             raise _HttpError(400, "syntax", exc.reason) from None
         conn = self._conn()
-        rows = store.find_targets(conn, account, selector.domain, selector.port,
-                                  selector.protocol)
+        rows = conn.find_targets(account, selector.domain, selector.port, selector.protocol)
         if not rows:
             raise _HttpError(404, "syntax", "no such target in this account")
         if action == "remove":
-            store.remove_targets(conn, rows)
+            conn.remove_targets([r.id for r in rows])
         else:
-            store.mute_targets(conn, rows, until_time)
+            conn.mute_targets([r.id for r in rows], until_time)
         data = {"ok": True, "action": action, "muted_until": queries.iso(until_time),
                 "targets": [{"domain": r["domain"], "port": r["port"],
                              "protocol": r["protocol"]} for r in rows]}

@@ -36,8 +36,8 @@ BOUND = 40.0
 
 
 def _healthy_done(db: str, after: float) -> int:
-    return count(db, "SELECT count(*) FROM targets WHERE domain LIKE 'h%' AND last_probe > ?",
-                 after)
+    return count(db, "targets", domain=lambda d: d.startswith("h"),
+                 last_probe=lambda v: v is not None and v > after)
 
 
 def test_tarpits_do_not_delay_the_healthy_targets(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_tarpits_do_not_delay_the_healthy_targets(tmp_path: Path) -> None:
 
             # steady state: every target due again; the tarpits, known slow now (or
             # still held from the first round), stay out of the fast lane
-            conn = store.connect(db, create=False)
+            conn = store.open_store(db, create=False)
             marked = time.time()
             mark_due(conn, None, None, marked)
             conn.close()
@@ -77,8 +77,8 @@ def test_tarpits_do_not_delay_the_healthy_targets(tmp_path: Path) -> None:
             second = time.monotonic() - started
             print(f"healthy targets audited in {first:.1f} s, then {second:.1f} s"
                   f" (bound {BOUND:g} s)")
-            assert count(db, "SELECT count(*) FROM targets WHERE domain LIKE 'h%'"
-                             " AND state = 'ok'") == len(healthy)
+            assert count(db, "targets", domain=lambda d: d.startswith("h"),
+                             state="ok") == len(healthy)
         finally:
             pit.close()  # before the server stops: the probes stuck on it end at once
             tls.close()

@@ -42,6 +42,7 @@ from server_helpers import (
     count,
     http,
     new_db,
+    notifications,
     targets,
     wait_until,
 )
@@ -160,8 +161,8 @@ class Attack:
                           ).startswith(b"ok")
         client.close()
         # The alert is either delivered or given up on: wait for either.
-        wait_until(lambda: count(self.db, "SELECT count(*) FROM notifications"
-                                          " WHERE sent IS NOT NULL OR failed IS NOT NULL"),
+        wait_until(lambda: any(n.sent is not None or n.failed is not None
+                               for n in notifications(self.db)),
                    timeout=60, what="the alert delivered or abandoned")
         self.status, self.page = http("GET", f"http://127.0.0.1:{self.http_port}/",
                                       basic=("alice", self.keys["alice"]))
@@ -237,8 +238,8 @@ def test_the_log_has_no_forged_line(attack: Attack) -> None:
 
 
 def test_the_alert_is_delivered_and_escaped(attack: Attack) -> None:
-    assert count(attack.db, "SELECT count(*) FROM notifications WHERE sent IS NOT NULL") == 1
-    assert count(attack.db, "SELECT count(*) FROM notifications WHERE failed IS NOT NULL") == 0
+    assert count(attack.db, "notifications", sent=lambda v: v is not None) == 1
+    assert count(attack.db, "notifications", failed=lambda v: v is not None) == 0
     (envelope,) = attack.smtp.messages
     message: Any = email.message_from_bytes(envelope.content, policy=email.policy.default)
     subject = str(message["Subject"])

@@ -1,0 +1,67 @@
+"""The audit server's database: the only place that speaks SQL.
+
+:func:`open_store` gives a :class:`Store` (``base.py``, the typed interface)
+for a ``db`` setting: a path, or ``sqlite:///abs/path``, is SQLite
+(``sqlite.py``). The statements are written once, portable, in ``sql.py``
+and its mixins; the committer, auditor, notifier, report, metrics, recheck,
+targets, WSGI app and the commands call the store's methods.
+"""
+
+from __future__ import annotations
+
+import os
+
+from certhook.server.store.base import Store
+from certhook.server.store.keycache import KeyCache
+from certhook.server.store.records import (
+    SEVERITY,
+    Account,
+    ActiveKey,
+    Cursor,
+    Notice,
+    Notification,
+    ProbeWrite,
+    ReportRow,
+    Result,
+    Submission,
+    Target,
+    TargetKey,
+    TargetUpsert,
+)
+from certhook.server.store.sql_accounts import LAST_USE_EVERY, hash_key
+
+__all__ = [
+    "LAST_USE_EVERY",
+    "SEVERITY",
+    "Account",
+    "ActiveKey",
+    "Cursor",
+    "KeyCache",
+    "Notice",
+    "Notification",
+    "ProbeWrite",
+    "ReportRow",
+    "Result",
+    "Store",
+    "Submission",
+    "Target",
+    "TargetKey",
+    "TargetUpsert",
+    "hash_key",
+    "open_store",
+]
+
+_SQLITE_URL = "sqlite:///"
+
+
+def open_store(db: str | os.PathLike[str], create: bool = True) -> Store:
+    """The store for the ``db`` setting; with ``create``, made (schema, migrations) if new.
+
+    LocalError when it cannot be opened (without ``create``: when it does not exist).
+    """
+    from certhook.server.store.sqlite import SqliteStore
+
+    path = os.fspath(db)
+    if path.startswith(_SQLITE_URL):
+        path = "/" + path[len(_SQLITE_URL):].lstrip("/")
+    return SqliteStore(path, create)

@@ -1,0 +1,360 @@
+"""Every public method of the Store, against a real store.
+
+The ``store`` fixture gives a fresh, empty store; a later change
+parametrizes it over the implementations (SQLite here, PostgreSQL next), so
+everything below asserts only what the interface promises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from certhook.errors import LocalError, UsageError
+from certhook.server.store import (
+    Notice,
+    ProbeWrite,
+    Store,
+    Submission,
+    Target,
+    TargetUpsert,
+    hash_key,
+    open_store,
+)
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(str(tmp_path / "store.db"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _upsert(account: str, domain: str, now: float, port: int = 443, protocol: str = "tls",
+            fingerprint: str | None = None, lineage: str | None = None,
+            next_probe: float | None = -1.0) -> TargetUpsert:
+    return TargetUpsert(account, domain, port, protocol, now, lineage, None, fingerprint,
+                        now if fingerprint else None, now if next_probe == -1.0 else next_probe,
+                        "", None, None)
+
+
+def _submission(account: str, client_id: str, now: float, *targets: TargetUpsert) -> Submission:
+    return Submission(account, client_id, now, "test", "peer", " ".join(t.domain for t in targets),
+                      "", "", None, None, None, "test/1", tuple(targets))
+
+
+def _add(store: Store, account: str, *domains: str, now: float = T0) -> list[Target]:
+    subs = [_submission(account, f"{account}-{d}-{now}", now, _upsert(account, d, now))
+            for d in domains]
+    assert store.commit_batch([], subs) == [True] * len(subs)
+    return [store.find_targets(account, d)[0] for d in domains]
+
+
+def _write(now: float, state: str = "ok", status: str = "ok", nxt: float | None = None,
+           notices: tuple[Notice, ...] = (), retire: bool = False, keep: int = 0,
+           elapsed: float = 0.5) -> ProbeWrite:
+    return ProbeWrite(
+        time=now, started=now - 1, status=status, state=state, reasons="r1\nr2",
+        days_left=30, not_after=now + 30 * 86400, issuer="CN=Test CA", fingerprint="ab" * 32,
+        deployed=1, address="127.0.0.1", elapsed=elapsed, failures=0 if status == "ok" else 1,
+        notified_state=state, notified_days="30", notified_for="ab" * 32,
+        next_probe=now + 3600 if nxt is None else nxt, good=status in ("ok", "warning"),
+        keep=keep, notices=notices, retire=retire)
+
+
+# -- opening -------------------------------------------------------------------------------
+
+def test_open_store_accepts_a_path_and_a_sqlite_url(tmp_path: Path) -> None:
+    url = open_store(f"sqlite:///{tmp_path}/u.db")
+    url.add_account("alice")
+    url.close()
+    again = open_store(str(tmp_path / "u.db"), create=False)
+    assert [a.name for a in again.list_accounts()] == ["alice"]
+    again.close()
+    with pytest.raises(LocalError, match="no such database"):
+        open_store(str(tmp_path / "none.db"), create=False)
+
+
+# -- accounts and keys -----------------------------------------------------------------------
+
+def test_accounts_keys_and_last_use(store: Store) -> None:
+    key = store.add_account("alice", now=T0)
+    with pytest.raises(UsageError, match="exists"):
+        store.add_account("alice")
+    with pytest.raises(UsageError, match="bad account name"):
+        store.add_account("a b")
+    assert store.authenticate(key, now=T0 + 1) == "alice"
+    assert store.authenticate(key, "alice", now=T0 + 1) == "alice"
+    assert store.authenticate(key, "bob", now=T0 + 1) is None
+    assert store.authenticate(key + "x", now=T0 + 1) is None
+    assert store.authenticate(None) is None
+    [account] = store.list_accounts()
+    assert (account.name, account.created, account.last_used) == ("alice", T0, T0 + 1)
+    new, until = store.rotate_key("alice", 100.0, now=T0 + 10)
+    assert until == T0 + 110
+    assert store.authenticate(key, now=T0 + 50) == "alice"  # the overlap
+    assert store.authenticate(key, now=T0 + 111) is None
+    assert store.authenticate(new, now=T0 + 111) == "alice"
+    keys = {k.key_hash: k for k in store.active_keys()}
+    assert keys[hash_key(new)].expires is None and keys[hash_key(new)].column == "last_used"
+    assert keys[hash_key(key)].expires == T0 + 110
+    assert keys[hash_key(key)].column == "old_last_used"
+    store.record_uses([("last_used", "alice", T0 + 500)])
+    assert store.list_accounts()[0].last_used == T0 + 500
+    assert store.revoke_account("alice", now=T0 + 600)
+    assert not store.revoke_account("alice")
+    assert store.authenticate(new) is None and store.active_keys() == []
+    with pytest.raises(UsageError, match="was revoked"):
+        store.add_account("alice")
+    with pytest.raises(UsageError, match="no account"):
+        store.rotate_key("nobody", 0)
+    revived, until = store.rotate_key("alice", 100.0)
+    assert until is None and store.authenticate(revived) == "alice"
+
+
+def test_accounts_version_changes_when_another_connection_commits(store: Store) -> None:
+    before = store.accounts_version()
+    done: list[int] = []
+    thread = threading.Thread(target=lambda: done.append(len(store.add_account("bob"))))
+    thread.start()
+    thread.join()
+    assert done and store.accounts_version() != before
+
+
+# -- submissions -----------------------------------------------------------------------------
+
+def test_commit_batch_stores_once_and_merges_targets(store: Store) -> None:
+    store.add_account("alice")
+    first = _submission("alice", "c1", T0, _upsert("alice", "a.example", T0, fingerprint="aa"),
+                        _upsert("alice", "*.example", T0, next_probe=None))
+    later = _submission("alice", "c2", T0, _upsert("alice", "a.example", T0, fingerprint="bb",
+                                                   lineage="a"))
+    assert store.commit_batch([("last_used", "alice", T0)], [first, later]) == [True, True]
+    assert store.list_accounts()[0].last_used == T0
+    # a retry (same client id) is not stored again and its targets are not touched
+    retry = _submission("alice", "c1", T0 + 5, _upsert("alice", "new.example", T0 + 5))
+    assert store.commit_batch([], [retry, _submission("alice", "c3", T0 + 5)]) == [False, True]
+    assert store.find_targets("alice", "new.example") == []
+    [a] = store.find_targets("alice", "a.example")
+    assert (a.expected_fingerprint, a.lineage, a.next_probe) == ("bb", "a", T0)
+    [wild] = store.find_targets("alice", "*.example")
+    assert wild.next_probe is None
+    # a later submission: the sooner next probe wins, the fingerprint change restarts grace
+    store.commit_batch([], [_submission("alice", "c4", T0 + 60,
+                                        _upsert("alice", "a.example", T0 + 60, fingerprint="cc"))])
+    [a] = store.find_targets("alice", "a.example")
+    assert (a.last_submitted, a.next_probe, a.expected_since) == (T0 + 60, T0, T0 + 60)
+    assert a.lineage == "a"  # not named: kept
+    assert store.count_targets("alice") == 2
+    stored = store.submissions("alice")
+    assert [(s.client_id, s.domains, s.client) for s in stored] == [
+        ("c1", "a.example *.example", "test/1"), ("c2", "a.example", "test/1"),
+        ("c3", "", "test/1"), ("c4", "a.example", "test/1")]
+    assert store.submissions("bob") == [] and len(store.submissions()) == 4
+    assert store.existing_targets("alice", {("a.example", 443, "tls"), ("b.example", 443, "tls")}
+                                  ) == {("a.example", 443, "tls")}
+
+
+# -- auditing ------------------------------------------------------------------------------
+
+def test_due_targets_record_probe_and_history(store: Store) -> None:
+    a, b = _add(store, "alice", "a.example", "b.example")
+    assert [t.domain for t in store.due_targets(T0, 10)] == ["a.example", "b.example"]
+    assert store.due_targets(T0 - 1, 10) == [] and store.next_due(T0 - 1) == T0
+    assert store.last_elapsed(a.id) is None
+    seen: list[Target] = []
+
+    def decide(row: Target) -> ProbeWrite:
+        seen.append(row)
+        return _write(T0 + 10, notices=(Notice("alice", "webhook", "x", '{"n": 1}', T0, T0),))
+
+    done = store.record_probe(a.id, decide)
+    assert done is not None and done[0] == a and seen == [a]
+    [after] = store.targets_by_id([a.id])
+    assert (after.state, after.status, after.last_probe, after.next_probe, after.last_good,
+            after.state_since, after.reasons) == ("ok", "ok", T0 + 10, T0 + 3610, T0 + 10,
+                                                  T0 + 10, "r1\nr2")
+    assert store.last_elapsed(a.id) == 0.5
+    [result] = store.recent_results(a.id)
+    assert (result.time, result.status, result.fingerprint, result.deployed) == (
+        T0 + 10, "ok", "ab" * 32, 1)
+    assert [n.payload for n in store.notifications("alice")] == ['{"n": 1}']
+    assert store.next_due(T0) == T0 + 3610 and store.count_due(T0) == 1
+    # a decide that raises writes nothing
+    with pytest.raises(RuntimeError):
+        store.record_probe(b.id, lambda row: (_ for _ in ()).throw(RuntimeError("x")))
+    assert store.recent_results(b.id) == []
+    # history kept to ``keep`` results
+    for i in range(4):
+        store.record_probe(a.id, lambda row, i=i: _write(T0 + 20 + i, keep=2))
+    assert [r.time for r in store.recent_results(a.id)] == [T0 + 22, T0 + 23]
+    # retirement removes the target and its history, and still queues its notices
+    retired = store.record_probe(b.id, lambda row: _write(
+        T0 + 30, notices=(Notice("alice", "email", "a@example", "{}", T0, T0),), retire=True))
+    assert retired is not None and store.targets_by_id([b.id]) == []
+    assert len(store.notifications()) == 2
+    assert store.record_probe(b.id, decide) is None  # gone
+
+
+def test_a_submission_during_a_probe_keeps_the_sooner_probe(store: Store) -> None:
+    [a] = _add(store, "alice", "a.example")
+    # submitted again while the probe ran (after ``started``): its next probe stands
+    store.commit_batch([], [_submission("alice", "again", T0 + 5,
+                                        _upsert("alice", "a.example", T0 + 5))])
+    store.record_probe(a.id, lambda row: _write(T0 + 5.5, nxt=T0 + 9999))  # started T0 + 4.5
+    assert store.targets_by_id([a.id])[0].next_probe == T0
+    # no submission since it started: the probe's own next time
+    store.record_probe(a.id, lambda row: _write(T0 + 10, nxt=T0 + 9999))
+    assert store.targets_by_id([a.id])[0].next_probe == T0 + 9999
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+def test_notification_outbox(store: Store) -> None:
+    store.enqueue([Notice("alice", "webhook", "w", json.dumps({"i": i}), T0, T0 + 5)
+                   for i in range(3)] + [Notice("bob", "email", "b@example", "{}", T0, T0 + 50)])
+    store.enqueue([])
+    assert store.due_destinations(T0, 10) == []
+    assert store.due_destinations(T0 + 5, 10) == [("alice", "webhook", "w")]
+    assert store.next_notification() == T0 + 5
+    pending = store.pending("alice", "webhook", "w")
+    assert [json.loads(n.payload)["i"] for n in pending] == [0, 1, 2]
+    ids = [n.id for n in pending]
+    store.hold_notifications(ids[:1], T0 + 100)
+    assert store.pending("alice", "webhook", "w")[0].next_attempt == T0 + 100
+    store.mark_sent(ids[:1], T0 + 101)
+    store.mark_failed(ids[1:], T0 + 200, "refused", 2, T0 + 102)
+    assert store.notification_counts() == (3, 0)
+    store.mark_failed(ids[1:], T0 + 400, "refused again", 2, T0 + 202)
+    assert store.notification_counts() == (1, 2)
+    done = {n.id: n for n in store.notifications("alice")}
+    assert done[ids[0]].sent == T0 + 101 and done[ids[0]].attempts == 1
+    assert done[ids[1]].failed == T0 + 202 and done[ids[1]].attempts == 2
+    assert done[ids[1]].last_error == "refused again"
+    assert store.pending("alice", "webhook", "w") == []
+    assert store.next_notification() == T0 + 50
+
+
+def test_failing_targets_for_reminders(store: Store) -> None:
+    a, b = _add(store, "alice", "a.example", "b.example")
+    store.record_probe(a.id, lambda row: _write(T0 + 10, "critical", "critical"))
+    store.record_probe(b.id, lambda row: _write(T0 + 10))
+    assert [t.domain for t in store.failing_targets(("critical",), T0 + 10)] == ["a.example"]
+    assert store.failing_targets(("critical",), T0 + 9) == []
+
+
+# -- targets: the lifecycle commands ------------------------------------------------------
+
+def test_find_list_mute_remove_mark_due(store: Store) -> None:
+    _add(store, "alice", "a.example", "b.example", "c.example")
+    _add(store, "bob", "a.example")
+    store.commit_batch([], [_submission("alice", "w", T0, _upsert("alice", "*.x", T0,
+                                                                 next_probe=None))])
+    assert [t.account for t in store.find_targets(None, "a.example")] == ["alice", "bob"]
+    assert store.find_targets("alice", "a.example", 25) == []
+    assert len(store.find_targets("alice", None)) == 4
+    assert [t.domain for t in store.list_targets("alice", 2)] == ["*.x", "a.example"]
+    assert [t.domain for t in store.list_targets("alice", 10, ("a.example", 443, "tls"))] == [
+        "b.example", "c.example"]
+    assert [t.domain for t in store.list_targets("alice", domain="b.example")] == ["b.example"]
+    assert len(store.list_targets(None)) == 5
+    [a] = store.find_targets("alice", "a.example")
+    assert store.target(a.id) == a and store.target(a.id, "alice") == a
+    assert store.target(a.id, "bob") is None
+    store.mute_targets([a.id], T0 + 99)
+    assert [t.muted_until for t in store.targets_by_id([a.id])] == [T0 + 99]
+    store.mute_targets([a.id], None)
+    assert [t.muted_until for t in store.targets_by_id([a.id])] == [None]
+    marked = store.mark_due("alice", None, None, None, T0 - 50)
+    assert [t.domain for t in marked] == ["a.example", "b.example", "c.example"]  # no wildcard
+    assert store.next_due(T0 - 100) == T0 - 50
+    assert [t.domain for t in store.mark_due(None, "a.example", 443, "tls", T0 - 60)] == [
+        "a.example", "a.example"]
+    store.record_probe(a.id, lambda row: _write(T0))
+    store.remove_targets([a.id])
+    assert store.target(a.id) is None and store.recent_results(a.id) == []
+    [b] = store.targets_by_id([a.id, marked[1].id])
+    assert (b.domain, b.next_probe) == ("b.example", T0 - 50)  # as marked
+
+
+# -- read views -----------------------------------------------------------------------------
+
+def test_counts_report_page_and_snapshot(store: Store) -> None:
+    targets = _add(store, "alice", "a.example", "b.example", "c.example")
+    _add(store, "bob", "d.example")
+    store.record_probe(targets[1].id, lambda row: _write(T0 + 1, "critical", "critical"))
+    store.record_probe(targets[2].id, lambda row: _write(T0 + 1))
+    assert store.state_counts("alice") == {"unknown": 1, "critical": 1, "ok": 1}
+    assert store.state_counts(None) == {"unknown": 2, "critical": 1, "ok": 1}
+    rows, total = store.report_page("alice", group="none", limit=2)
+    assert total == 3 and [r.domain for r in rows] == ["b.example", "a.example"]
+    assert rows[0].severity == 0 and rows[0].group_size == 1
+    rows, total = store.report_page("alice", states=("ok",), limit=10)
+    assert total == 1 and [r.domain for r in rows] == ["c.example"]
+    rows, total = store.report_page("alice", search="%", limit=10)
+    assert total == 0  # a literal character, not a wildcard
+    rows, total = store.report_page(None, search="d.ex", offset=0, limit=10)
+    assert [r.account for r in rows] == ["bob"]
+    assert store.target_accounts() == ["alice", "bob"]
+    with store.snapshot():
+        assert store.count_due(T0) == 2
+
+
+def test_state_mute_counts_and_event_time(store: Store) -> None:
+    a, b, _ = _add(store, "alice", "a.example", "b.example", "c.example")
+    _add(store, "bob", "a.example")
+    store.mute_targets([a.id], T0 + 60)
+    store.mute_targets([b.id], T0 - 60)  # ended: not muted now
+    assert store.state_mute_counts("alice", T0) == [("unknown", 3, 1)]
+    assert store.state_mute_counts("alice", T0, "b.example") == [("unknown", 1, 0)]
+    assert store.state_mute_counts(None, T0) == [("unknown", 4, 1)]
+    assert store.state_mute_counts("carol", T0) == []
+    # the latest submission of the account, lineage and event naming the whole name
+    renew = [Submission("alice", f"e{i}", T0 + i, "test", "peer", names, "", "", None, lineage,
+                        event, "test/1") for i, (names, lineage, event) in enumerate((
+                            ("a.example b.example", "a.example", "renewed"),
+                            ("a.example", "a.example", "renewed"),
+                            ("xa.example", "a.example", "renewed"),  # not a.example
+                            ("a.example", "other", "renewed"),
+                            ("a.example", None, "failed"),
+                            ("a.example", "a.example", None)), start=1)]
+    assert store.commit_batch([], renew) == [True] * len(renew)
+    assert store.event_time("alice", "a.example", "renewed", "a.example") == T0 + 2
+    assert store.event_time("alice", "a.example", "renewed", "b.example") == T0 + 1
+    assert store.event_time("alice", None, "failed", "a.example") == T0 + 5
+    assert store.event_time("alice", None, "renewed", "a.example") is None
+    assert store.event_time("bob", "a.example", "renewed", "a.example") is None
+
+
+# -- SQL in one room ---------------------------------------------------------------------
+
+_SQL = re.compile(r"^\s*import sqlite3|^\s*from sqlite3|\.execute\(|executemany\(|executescript\(",
+                  re.MULTILINE)
+
+
+def test_no_module_outside_the_store_speaks_sql() -> None:
+    package = Path(__file__).resolve().parent.parent / "certhook"
+    rooms = (package / "server" / "store", package / "server" / "storage")
+    offenders = sorted(
+        str(path.relative_to(package)) for path in package.rglob("*.py")
+        if not any(room in path.parents for room in rooms)
+        and _SQL.search(path.read_text(encoding="utf-8")))
+    assert offenders == []
+
+
+def test_every_store_method_is_exercised_here() -> None:
+    """A method added to the interface gets its test in this file (and so on every engine)."""
+    source = Path(__file__).read_text(encoding="utf-8")
+    missing = sorted(name for name in Store.__abstractmethods__
+                     if f"store.{name}(" not in source and f"opened.{name}(" not in source
+                     and f"again.{name}(" not in source and f"url.{name}(" not in source)
+    assert missing == []
