@@ -205,9 +205,12 @@ class FakeProbe:
 
 def fake_leaf(fingerprint: str = "aa" * 32, days: float = 60.0, issuer: str = "Test CA"
               ) -> SimpleNamespace:
+    """A leaf as the probe's Certificate has it: a 90-day certificate with ``days`` left."""
     not_after = datetime.now(timezone.utc) + timedelta(days=days, hours=1)
     return SimpleNamespace(fingerprint_sha256=fingerprint, issuer_cn=issuer,
-                           issuer=f"CN={issuer}", not_valid_after_utc=not_after)
+                           issuer=f"CN={issuer}", subject="CN=fake.example",
+                           not_valid_after_utc=not_after,
+                           not_valid_before_utc=not_after - timedelta(days=90))
 
 
 def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60,
@@ -215,7 +218,7 @@ def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60
                 connected: bool = True) -> SimpleNamespace:
     leaf = fake_leaf(fingerprint, days) if connected else None
     return SimpleNamespace(
-        status=status, reasons=reasons, error=error, leaf=leaf,
+        status=status, reasons=reasons, error=error, leaf=leaf, chain=(leaf,) if leaf else (),
         days_left=days if connected else None,
         # a 90-day certificate with ``days`` and an hour left
         seconds_left=days * 86400 + 3600 if connected else None,

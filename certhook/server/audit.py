@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 from certhook.probe.lifetime import probe_interval
 from certhook.server import metrics, store
+from certhook.server.chain import summarize
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
 from certhook.server.ssrf import forbidden_reason, make_guard
@@ -358,7 +359,7 @@ class Auditor(Worker):
             notified_days=",".join(sorted(ev.notified_days)), notified_for=ev.notified_for,
             next_probe=self._next_probe(ev, now), good=ev.status in _GOOD,
             keep=keep if keep > 0 and random.random() < 0.05 else 0,
-            notices=tuple(queued))
+            notices=tuple(queued), not_before=_not_before(result), chain=summarize(result))
 
     def _retire(self, row: store.Target, ev: Evaluation, now: float) -> store.ProbeWrite:
         """Remove a target nobody names and that keeps failing, with one notice."""
@@ -390,6 +391,11 @@ class Auditor(Worker):
 
 # Probe outcomes that reached a usable certificate; the others count toward retirement.
 _GOOD = ("ok", "warning")
+
+
+def _not_before(result: Any) -> float | None:
+    leaf = getattr(result, "leaf", None)
+    return None if leaf is None else float(leaf.not_valid_before_utc.timestamp())
 
 
 def _muted(row: store.Target, now: float) -> bool:

@@ -1,11 +1,12 @@
-"""The detail page of one target (``GET /target?id=N``): findings, history, timeline.
+"""The detail page of one target (``GET /target?id=N``): chain, findings, history, timeline.
 
-What the server stores of a probe is the leaf's fingerprint, issuer and
-notAfter (``results``), not the whole chain nor the leaf's notBefore: the
-page shows the served certificates by fingerprint, and the timeline draws
-each certificate as a bar from the first probe that saw it to its notAfter
-(solid while it was seen), probes as dots coloured by status, and the
-moment certbot reported a renewal as a marker.
+The server keeps per probe the leaf's fingerprint, issuer, notBefore and
+notAfter (``results``), and per target the chain of the last probe that got
+one (subject, issuer, notBefore, notAfter of each: ``certhook.server.chain``).
+The timeline draws each certificate as a bar from its notBefore (or, for
+results stored before notBefore was kept, the first probe that saw it) to
+its notAfter, solid while it was seen, probes as dots coloured by status,
+and the moment certbot reported a renewal as a marker.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from certhook.escape import for_html
 from certhook.server import queries
+from certhook.server.chain import rows as chain_rows
 from certhook.server.report import COLOURS, deployed, head, muted_until, time_left
 from certhook.server.store import Result, Store, Target
 
@@ -66,17 +68,20 @@ def advice(finding: str) -> tuple[str, str]:
 
 def timeline(history: list[Result], events: list[tuple[float, str]], now: float,
              width: int = 720) -> str:
-    """Inline SVG: one bar per certificate (first seen to notAfter, solid while seen),
-    probes as dots, ``events`` (time, label) as vertical markers."""
+    """Inline SVG: one bar per certificate (notBefore, else first seen, to notAfter; solid
+    while seen), probes as dots, ``events`` (time, label) as vertical markers."""
     if not history:
         return "<p>No probe yet.</p>"
-    certs: dict[str, list[float]] = {}  # fingerprint -> [first seen, last seen, notAfter]
+    # fingerprint -> [first seen, last seen, notAfter, start of the bar]
+    certs: dict[str, list[float]] = {}
     for r in history:
         if r.fingerprint:
-            seen = certs.setdefault(r.fingerprint, [r.time, r.time, r.not_after or 0])
+            seen = certs.setdefault(r.fingerprint, [r.time, r.time, r.not_after or 0, r.time])
             seen[1] = r.time
             seen[2] = max(seen[2], r.not_after or 0)
-    t0 = min(history[0]["time"], *(t for t, _ in events)) if events else history[0]["time"]
+            if r.not_before is not None:
+                seen[3] = min(seen[3], r.not_before)
+    t0 = min([history[0].time, *(t for t, _ in events), *(c[3] for c in certs.values())])
     t1 = max([now, history[-1].time, *(c[2] for c in certs.values())])
     span = max(t1 - t0, 1.0)
     bar, top = 16, 20
@@ -88,13 +93,14 @@ def timeline(history: list[Result], events: list[tuple[float, str]], now: float,
     parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}"'
              f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
              ' aria-label="certificates served over time">']
-    for i, (fingerprint, (first, last, not_after)) in enumerate(certs.items()):
+    for i, (fingerprint, (first, last, not_after, start)) in enumerate(certs.items()):
         y = top + i * bar
         end = max(not_after, last)
-        label = for_html(f"{fingerprint[:12]}: seen {queries.iso(first)} to"
-                            f" {queries.iso(last)}, notAfter {queries.iso(not_after)}")
+        label = for_html(f"{fingerprint[:12]}: notBefore {queries.iso(start)}, seen"
+                         f" {queries.iso(first)} to {queries.iso(last)}, notAfter"
+                         f" {queries.iso(not_after)}")
         parts.append(f'<g class="cert"><title>{label}</title>'
-                     f'<rect x="{x(first):.1f}" y="{y}" width="{max(x(end) - x(first), 2):.1f}"'
+                     f'<rect x="{x(start):.1f}" y="{y}" width="{max(x(end) - x(start), 2):.1f}"'
                      f' height="{bar - 4}" fill="#cfd8dc"/>'
                      f'<rect x="{x(first):.1f}" y="{y}" width="{max(x(last) - x(first), 2):.1f}"'
                      f' height="{bar - 4}" fill="#607d8b"/>'
@@ -163,10 +169,10 @@ def render_detail(conn: Store, row: Target, now: float | None = None,
             f"<tr><th>last renewal event</th><td>{esc(row.last_event or 'none')}"
             f" {esc(queries.iso(event_time) or '')}</td></tr>",
             f"<tr><th>deployment deadline</th><td>{esc(deadline or '')}</td></tr>",
-            "</tbody></table><p class=\"reasons\">The server keeps the leaf of each probe"
-            " (fingerprint, issuer, notAfter), not the intermediates: run"
-            f" <code>certhook probe {esc(row.domain)}:{int(row.port)}</code> to see"
-            " the whole chain.</p>"]
+            "</tbody></table>", "<h2>Chain served</h2>", *chain_rows(row.chain),
+            '<p class="reasons">As the last probe that reached a certificate saw it, leaf'
+            f" first; <code>certhook probe {esc(row.domain)}:{int(row.port)}</code> checks"
+            " it now.</p>"]
     events = [(row.expected_since, "certbot deployed a renewed certificate")] if (
         row.expected_since) else []
     out += ["<h2>Timeline</h2>", timeline(history, events, now),

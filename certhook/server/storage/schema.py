@@ -12,7 +12,8 @@ recorded in ``schema_version`` (one row).
 History: 1 is the first release's schema; 2 added the lineage's ACME
 server and renew_before_expiry (issue 10, ARI); 3 added key rotation and
 last use, muting, and the last good probe (issue 11); 4 the index of
-renewal events by lineage (issue 11's report page).
+renewal events by lineage (issue 11's report page); 5 the chain served
+and the leaf's notBefore (the detail page) and the leases of several nodes.
 
 Portable types (:data:`TYPES`): ``int`` (SQLite INTEGER, PostgreSQL
 bigint), ``real`` (REAL, double precision), ``text``, ``blob`` (BLOB,
@@ -40,7 +41,7 @@ __all__ = [
     "table",
 ]
 
-VERSION = 4
+VERSION = 5
 
 # portable type -> (SQLite, PostgreSQL)
 TYPES: dict[str, tuple[str, str]] = {
@@ -168,6 +169,7 @@ TABLES: tuple[Table, ...] = (
         _c("renew_before", "int", since=2),  # its renew_before_expiry, seconds
         _c("muted_until", "real", since=3),  # still probed and shown, not notified
         _c("last_good", "real", since=3),  # the last probe that reached a usable certificate
+        _c("chain", "text", since=5),  # the last chain served (certhook.server.chain)
     ), unique=(("account", "domain", "port", "protocol"),)),
     Table("results", (
         _c("id", "id"),
@@ -183,6 +185,7 @@ TABLES: tuple[Table, ...] = (
         _c("deployed", "int"),
         _c("address", "text"),
         _c("elapsed", "real"),
+        _c("not_before", "real", since=5),  # the leaf's: the timeline's bar starts there
     )),
     Table("notifications", (
         _c("id", "id"),

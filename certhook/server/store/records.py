@@ -98,6 +98,7 @@ class Target(_Record):
     renew_before: int | None
     muted_until: float | None
     last_good: float | None
+    chain: str | None = None  # the last chain served, as certhook.server.chain keeps it
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Result(_Record):
     deployed: int | None
     address: str | None
     elapsed: float | None
+    not_before: float | None = None  # the leaf's
 
 
 @dataclass(frozen=True)
@@ -223,3 +225,5 @@ class ProbeWrite:
     keep: int = 0  # trim the history to this many results (0: leave it)
     notices: tuple[Notice, ...] = ()
     retire: bool = False
+    not_before: float | None = None  # the leaf's
+    chain: str | None = None  # the chain served (None: keep the last one known)

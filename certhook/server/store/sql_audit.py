@@ -12,14 +12,15 @@ __all__ = ["AuditMixin"]
 
 _INSERT_RESULT = (
     "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
-    " issuer, fingerprint, deployed, address, elapsed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+    " issuer, fingerprint, deployed, address, elapsed, not_before)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 # A submission or a recheck that came during the probe (after ``started``) asked for a
 # new probe: the sooner of the two times wins then (a NULL next_probe stays NULL).
 _UPDATE_TARGET = (
     "UPDATE targets SET state = ?, state_since = CASE WHEN state = ? THEN state_since"
     " ELSE ? END, failures = ?, notified_state = ?, notified_days = ?, notified_for = ?,"
     " last_probe = ?, status = ?, reasons = ?, days_left = ?, not_after = ?, issuer = ?,"
-    " served_fingerprint = ?, deployed = ?, address = ?,"
+    " served_fingerprint = ?, deployed = ?, address = ?, chain = coalesce(?, chain),"
     " next_probe = CASE WHEN last_submitted > ? OR next_probe > ?"
     " THEN (CASE WHEN next_probe IS NULL THEN NULL WHEN next_probe < ? THEN next_probe"
     " ELSE ? END) ELSE ? END WHERE id = ?")
@@ -69,11 +70,11 @@ class AuditMixin(SqlBase):
     def _write_probe(self, conn: Any, target_id: int, w: ProbeWrite) -> None:
         self._execute(conn, _INSERT_RESULT, (
             target_id, w.time, w.status, w.state, w.reasons, w.days_left, w.not_after,
-            w.issuer, w.fingerprint, w.deployed, w.address, w.elapsed))
+            w.issuer, w.fingerprint, w.deployed, w.address, w.elapsed, w.not_before))
         self._execute(conn, _UPDATE_TARGET, (
             w.state, w.state, w.time, w.failures, w.notified_state, w.notified_days,
             w.notified_for, w.time, w.status, w.reasons, w.days_left, w.not_after, w.issuer,
-            w.fingerprint, w.deployed, w.address,
+            w.fingerprint, w.deployed, w.address, w.chain,
             w.started, w.started, w.next_probe, w.next_probe, w.next_probe, target_id))
         if w.good:
             self._execute(conn, "UPDATE targets SET last_good = ? WHERE id = ?",

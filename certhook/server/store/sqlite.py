@@ -128,6 +128,9 @@ _ADDED_COLUMNS = (
     ("targets", "muted_until", "REAL"),
     # the last probe that reached a usable certificate (ok or warning): retirement
     ("targets", "last_good", "REAL"),
+    # the chain served and the leaf's notBefore, for the detail page (issue 11.3)
+    ("targets", "chain", "TEXT"),
+    ("results", "not_before", "REAL"),
 )
 # Filled in once when a column is added to an existing database.
 _BACKFILL = {
