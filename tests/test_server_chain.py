@@ -58,7 +58,7 @@ def test_the_served_chain_and_the_leafs_not_before_reach_the_detail_page(
     row = targets(db)[0]
     assert row["status"] == "ok", row
     stored = json.loads(row["chain"])
-    assert [c["fingerprint"] for c in stored["certs"]][0] == issued.fingerprint
+    assert stored["certs"][0]["fingerprint"] == issued.fingerprint
     assert len(stored["certs"]) == 2 and stored["more"] == 0
     assert "intermediate" in stored["certs"][1]["subject"]
     assert stored["certs"][0]["issuer"] == stored["certs"][1]["subject"]
