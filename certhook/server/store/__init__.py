@@ -1,4 +1,4 @@
-"""The audit server's database: the only place that speaks SQL.
+"""The audit server's database: the only place that speaks SQL (schema, migrate, copy too).
 
 :func:`open_store` gives a :class:`Store` (``base.py``, the typed interface)
 for a ``db`` setting: a path, or ``sqlite:///abs/path``, is SQLite

@@ -16,140 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from certhook.errors import LocalError
+from certhook.server.store.conn import Db
+from certhook.server.store.dburl import SqliteUrl
+from certhook.server.store.migrate import migrate
 from certhook.server.store.sql import SqlStore
 
-__all__ = ["SCHEMA", "SqliteStore", "connect"]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    name TEXT PRIMARY KEY,
-    key_hash BLOB NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    revoked REAL
-);
-CREATE TABLE IF NOT EXISTS submissions (
-    id INTEGER PRIMARY KEY,
-    account TEXT NOT NULL,
-    client_id TEXT NOT NULL,
-    time REAL NOT NULL,
-    transport TEXT NOT NULL,
-    peer TEXT,
-    domains TEXT NOT NULL,
-    ports TEXT NOT NULL,
-    protocols TEXT NOT NULL,
-    fingerprint TEXT,
-    lineage TEXT,
-    event TEXT,
-    client TEXT,
-    UNIQUE (account, client_id)
-);
--- the time of a target's last renewal event on the report page (Store.event_time)
-CREATE INDEX IF NOT EXISTS submissions_events ON submissions (account, lineage, time)
-    WHERE event IS NOT NULL;
-CREATE TABLE IF NOT EXISTS targets (
-    id INTEGER PRIMARY KEY,
-    account TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    protocol TEXT NOT NULL,
-    created REAL NOT NULL,
-    last_submitted REAL NOT NULL,
-    lineage TEXT,
-    last_event TEXT,
-    expected_fingerprint TEXT,
-    expected_since REAL,
-    next_probe REAL,
-    state TEXT NOT NULL DEFAULT 'unknown',
-    state_since REAL,
-    notified_state TEXT,
-    failures INTEGER NOT NULL DEFAULT 0,
-    notified_days TEXT NOT NULL DEFAULT '',
-    notified_for TEXT,
-    last_probe REAL,
-    status TEXT,
-    reasons TEXT NOT NULL DEFAULT '',
-    days_left INTEGER,
-    not_after REAL,
-    issuer TEXT,
-    served_fingerprint TEXT,
-    deployed INTEGER,
-    address TEXT,
-    acme_server TEXT,
-    renew_before INTEGER,
-    UNIQUE (account, domain, port, protocol)
-);
-CREATE INDEX IF NOT EXISTS targets_due ON targets (next_probe);
-CREATE TABLE IF NOT EXISTS results (
-    id INTEGER PRIMARY KEY,
-    target INTEGER NOT NULL REFERENCES targets (id),
-    time REAL NOT NULL,
-    status TEXT NOT NULL,
-    state TEXT NOT NULL,
-    reasons TEXT NOT NULL,
-    days_left INTEGER,
-    not_after REAL,
-    issuer TEXT,
-    fingerprint TEXT,
-    deployed INTEGER,
-    address TEXT,
-    elapsed REAL
-);
-CREATE INDEX IF NOT EXISTS results_target ON results (target, time);
-CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY,
-    account TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    sent REAL,
-    failed REAL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (sent, failed, next_attempt);
-"""
-
-
-# Columns added after a release: (table, column, type). CREATE TABLE IF NOT
-# EXISTS leaves an existing database's tables as they were, so each is added
-# with ALTER TABLE where it is missing (SQLite adds a column in O(1)).
-_ADDED_COLUMNS = (
-    ("targets", "acme_server", "TEXT"),  # the lineage's ACME directory (ARI), issue 10
-    ("targets", "renew_before", "INTEGER"),  # its renew_before_expiry, seconds, issue 10
-    # key rotation and last use (issue 11.1)
-    ("accounts", "key_created", "REAL"),
-    ("accounts", "last_used", "REAL"),
-    ("accounts", "old_key_hash", "BLOB"),
-    ("accounts", "old_key_expires", "REAL"),
-    ("accounts", "old_last_used", "REAL"),
-    # muted until (issue 11.1): still probed and shown, not notified
-    ("targets", "muted_until", "REAL"),
-    # the last probe that reached a usable certificate (ok or warning): retirement
-    ("targets", "last_good", "REAL"),
-)
-# Filled in once when a column is added to an existing database.
-_BACKFILL = {
-    ("targets", "last_good"): "UPDATE targets SET last_good = (SELECT max(time) FROM results"
-                              " WHERE target = targets.id AND status IN ('ok', 'warning'))",
-}
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    for table, column, kind in _ADDED_COLUMNS:
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
-            try:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            except sqlite3.OperationalError as exc:  # another process added it first
-                if "duplicate column" not in str(exc):
-                    raise
-            else:
-                if (table, column) in _BACKFILL:
-                    conn.execute(_BACKFILL[table, column])
-
-
+__all__ = ["SqliteStore", "connect"]
 
 def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connection:
     """A connection to the database at ``path``, schema in place, durable settings on.
@@ -171,8 +43,7 @@ def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connec
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         if create:
-            conn.executescript(SCHEMA)
-            _migrate(conn)
+            migrate(Db(SqliteUrl(str(db)), conn))  # the declared schema, at its version
         if db.stat().st_mode & 0o077:
             os.chmod(db, 0o600)  # holds key hashes and SMTP-bound addresses
     except (sqlite3.Error, OSError) as exc:
