@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from certhook.errors import LocalError
-from certhook.server.store.conn import Db
+from certhook.server.store.conn import open_db
 from certhook.server.store.dburl import SqliteUrl
 from certhook.server.store.migrate import migrate
 from certhook.server.store.sql import SqlStore
 
 __all__ = ["SqliteStore", "connect"]
+
 
 def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connection:
     """A connection to the database at ``path``, schema in place, durable settings on.
@@ -32,22 +33,14 @@ def connect(path: str | os.PathLike[str], create: bool = True) -> sqlite3.Connec
     db = Path(path)
     if not create and not db.exists():
         raise LocalError(f"{db}: no such database (start the server or run 'certhook keys add')")
-    try:
-        if create:
-            db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: in WAL mode, fsync the WAL at every commit (NORMAL would not,
-        # and an acknowledged submission could be lost with the power).
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        if create:
-            migrate(Db(SqliteUrl(str(db)), conn))  # the declared schema, at its version
-        if db.stat().st_mode & 0o077:
-            os.chmod(db, 0o600)  # holds key hashes and SMTP-bound addresses
-    except (sqlite3.Error, OSError) as exc:
-        raise LocalError(f"{db}: {exc}") from None
+    opened = open_db(SqliteUrl(str(db)), create)  # WAL, synchronous=FULL, 0600
+    if create:
+        try:
+            migrate(opened)  # the declared schema, at its version
+        except BaseException:
+            opened.close()
+            raise
+    conn: sqlite3.Connection = opened.raw
     return conn
 
 
