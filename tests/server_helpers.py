@@ -42,9 +42,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
         time.sleep(interval)
 
 
+# The store the server tests run on: "sqlite", or "postgres" with a function that makes
+# a fresh database's URL (set for each test by the ``backend`` fixture of conftest.py).
+BACKEND: dict[str, Any] = {"name": "sqlite", "new_database": None}
+
+
+def fresh_db(tmp_path: Path, name: str = "certhook.db") -> str:
+    """A new, empty database's ``db`` setting on this test's backend: a path in
+    ``tmp_path``, or the URL of a new PostgreSQL database."""
+    if BACKEND["name"] == "postgres":
+        return str(BACKEND["new_database"]())
+    return str(tmp_path / name)
+
+
 def new_db(tmp_path: Path, *accounts: str) -> tuple[str, dict[str, str]]:
-    """A fresh database with the given accounts; returns its path and their keys."""
-    db = str(tmp_path / "certhook.db")
+    """A fresh database with the given accounts; returns its ``db`` setting and their keys."""
+    db = fresh_db(tmp_path)
     opened = store.open_store(db)
     try:
         keys = {name: opened.add_account(name) for name in accounts}

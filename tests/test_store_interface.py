@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from server_helpers import fresh_db
 
 from certhook.errors import LocalError, UsageError
 from certhook.server.store import (
@@ -32,7 +33,7 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(str(tmp_path / "store.db"))
+    opened = open_store(fresh_db(tmp_path, "store.db"))
     try:
         yield opened
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,31 +55,12 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
-        self._lock = threading.Lock()
-        # each thread's connection; a thread that ended has its own closed at the next open
-        self._connections: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
-        self._local.conn = self._open(create)
-
-    def _open(self, create: bool) -> sqlite3.Connection:
-        conn = connect(self.path, create)
-        with self._lock:
-            for ident, (thread, old) in list(self._connections.items()):
-                if not thread.is_alive():
-                    del self._connections[ident]
-                    old.close()
-            self._connections[threading.get_ident()] = (threading.current_thread(), conn)
-        return conn
-
-    @property
-    def _all_connections(self) -> list[sqlite3.Connection]:
-        """Every open connection (tests reach the writer thread's through it)."""
-        with self._lock:
-            return [conn for _, conn in self._connections.values()]
+        self._local.conn = self._register(connect(self.path, create))
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._open(False)
+            conn = self._local.conn = self._register(connect(self.path, False))
         return conn
 
     def _begin(self, conn: Any) -> None:
@@ -92,9 +72,3 @@ class SqliteStore(SqlStore):
     def accounts_version(self) -> int:
         """``PRAGMA data_version``: changes when another connection commits."""
         return int(self._connection().execute("PRAGMA data_version").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            conns, self._connections = list(self._connections.values()), {}
-        for _, conn in conns:
-            conn.close()
