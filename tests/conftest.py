@@ -57,6 +57,25 @@ def certbot(pebble: Pebble, tmp_path: Path) -> Certbot:
 # fresh database on its backend). A test that inspects the SQLite file itself says so with
 # @pytest.mark.sqlite_only("why") and runs on SQLite only.
 BOTH_STORES = frozenset({
+    "test_server_addresses",
+    "test_server_audit",
+    "test_server_ca",
+    "test_server_channels",
+    "test_server_crash",
+    "test_server_http",
+    "test_server_keys",
+    "test_server_line",
+    "test_server_loop",
+    "test_server_metrics",
+    "test_server_notify",
+    "test_server_recheck",
+    "test_server_report",
+    "test_server_resolve",
+    "test_server_ssrf",
+    "test_server_store",
+    "test_server_targets",
+    "test_server_throttle",
+    "test_server_tlsbio",
     "test_store_interface",
 })
 

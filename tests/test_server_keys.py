@@ -81,6 +81,7 @@ def test_the_writer_honours_the_overlap(tmp_path: Path) -> None:
     assert account.last_used is not None and account.old_last_used is not None
 
 
+@pytest.mark.sqlite_only("counts the writes with SQLite's own statement trace")
 def test_last_use_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
     db, keys = new_db(tmp_path, "alice")
     conn = store.open_store(db)

@@ -197,8 +197,8 @@ class SqlStore(AccountsMixin, AuditMixin):
     # -- metrics -----------------------------------------------------------------------
 
     def target_accounts(self) -> list[str]:
-        c = self._COLLATE  # GROUP BY: DISTINCT would want the collated value selected
-        sql = f"SELECT account FROM targets GROUP BY account ORDER BY account{c}"  # noqa: S608
+        # DISTINCT orders by what it selects: the collated value
+        sql = f"SELECT DISTINCT account{self._COLLATE} FROM targets ORDER BY 1"  # noqa: S608
         return [str(r[0]) for r in self._all(sql)]
 
     def count_due(self, now: float) -> int:
