@@ -31,9 +31,9 @@ from server_helpers import (
 
 from certhook.cli import main
 from certhook.server.config import AccountNotify
-from certhook.server.storage import dburl
-from certhook.server.storage.conn import open_db
-from certhook.server.storage.schema import TABLES
+from certhook.server.store import dburl
+from certhook.server.store.conn import open_db
+from certhook.server.store.schema import TABLES
 
 DOWN = fake_result("unknown", error="connection refused by 192.0.2.1", connected=False)
 

@@ -42,9 +42,23 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
         time.sleep(interval)
 
 
+# The store the server tests run on: "sqlite", or "postgres" with a function that makes
+# a fresh database's URL (set for each test by the ``backend`` fixture of conftest.py).
+BACKEND: dict[str, Any] = {"name": "sqlite", "new_database": None}
+
+
+def fresh_db(tmp_path: Path, name: str = "certhook.db") -> str:
+    """A new, empty database's ``db`` setting on this test's backend: a path in
+    ``tmp_path``, or the URL of a new PostgreSQL database."""
+    if BACKEND["name"] == "postgres":
+        tmp_path.mkdir(parents=True, exist_ok=True)  # as SQLite's store makes its directory
+        return str(BACKEND["new_database"]())
+    return str(tmp_path / name)
+
+
 def new_db(tmp_path: Path, *accounts: str) -> tuple[str, dict[str, str]]:
-    """A fresh database with the given accounts; returns its path and their keys."""
-    db = str(tmp_path / "certhook.db")
+    """A fresh database with the given accounts; returns its ``db`` setting and their keys."""
+    db = fresh_db(tmp_path)
     opened = store.open_store(db)
     try:
         keys = {name: opened.add_account(name) for name in accounts}
@@ -552,3 +566,46 @@ def submit_names(address: tuple[str, int], key: str, names: list[str], port: int
             assert answer.startswith(b"ok"), answer
     finally:
         client.close()
+
+
+class _Rows(list):  # type: ignore[type-arg]
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+class RawDb:
+    """Straight into the database, on either store: the few methods of
+    ``sqlite3.Connection`` the tests use, ``?`` placeholders, every statement
+    committed at once (``commit`` is there for the tests written for sqlite3)."""
+
+    def __init__(self, db: str) -> None:
+        from certhook.server.store import dburl
+        from certhook.server.store.conn import open_db
+
+        self._db = open_db(dburl.parse(db), create=False)
+
+    def execute(self, sql: str, args: Any = ()) -> _Rows:
+        return _Rows(self._db.execute(sql, args))
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        self._db.executemany(sql, list(rows))
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RawDb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect_db(db: str, **_: Any) -> RawDb:
+    """:class:`RawDb` for ``db`` (a path or a URL); keywords of sqlite3.connect ignored."""
+    return RawDb(db)

@@ -9,7 +9,7 @@ import pytest
 from certhook.cli import main
 from certhook.errors import ParseError
 from certhook.server.config import load_config
-from certhook.server.storage.dburl import PostgresUrl, SqliteUrl, parse, redacted
+from certhook.server.store.dburl import PostgresUrl, SqliteUrl, parse, redacted
 
 SECRET = "Sup3r-s3cret"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from acmeenv import free_port, wait_for_port
-from server_helpers import LineClient, add_line, count, new_db
+from server_helpers import LineClient, add_line, connect_db, count, new_db
 
 
 def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
@@ -60,7 +59,7 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
         t.join(10)
     with lock:
         done = list(acked)
-    raw = sqlite3.connect(db)
+    raw = connect_db(db)
     stored_ids = {r[0] for r in raw.execute("SELECT client_id FROM submissions")}
     raw.close()
     missing = [i for i in done if i not in stored_ids]

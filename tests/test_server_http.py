@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,17 @@ import pytest
 import trustme
 from acmeenv import free_port, wait_for_port
 from client_helpers import client_env, make_lineage
-from server_helpers import FakeProbe, config, count, fake_result, http, new_db, running, wait_until
+from server_helpers import (
+    FakeProbe,
+    config,
+    connect_db,
+    count,
+    fake_result,
+    http,
+    new_db,
+    running,
+    wait_until,
+)
 
 from certhook.server import store
 from certhook.server.runner import AuditServer
@@ -120,7 +129,7 @@ def test_report_page_requires_login_and_escapes(server: Server) -> None:
     http("POST", f"{base}/api/v1/submissions", {"domain": "good.example"}, keys["alice"])
     conn_reason = "<script>alert(1)</script>"  # as if a remote name carried it
     wait_until(lambda: count(db, "results"), what="a result")
-    raw = sqlite3.connect(db)
+    raw = connect_db(db)
     raw.execute("UPDATE targets SET reasons = ?, issuer = ?", (conn_reason, "<b>CA</b>"))
     raw.commit()
     status, page = http("GET", base + "/", basic=("alice", keys["alice"]))

@@ -6,7 +6,6 @@ import io
 import json
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +14,17 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_helpers import FakeProbe, config, count, fake_result, http, new_db, running, wait_until
+from server_helpers import (
+    FakeProbe,
+    config,
+    connect_db,
+    count,
+    fake_result,
+    http,
+    new_db,
+    running,
+    wait_until,
+)
 
 from certhook.server import metrics, store
 from certhook.server.wsgi import make_app
@@ -164,14 +173,14 @@ def test_failed_notifications_are_counted(tmp_path: Path) -> None:
 
 def _update(db: str, sql: str, *args: Any) -> None:
     """Set a state straight in the SQLite file (one the server would reach by probing)."""
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     with conn:
         conn.execute(sql, args)
     conn.close()
 
 
 def _insert_targets(db: str, rows: list[tuple[str, str]]) -> None:
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     with conn:
         conn.executemany(
             "INSERT INTO targets (account, domain, port, protocol, created, last_submitted,"
@@ -197,6 +206,7 @@ def test_hostile_names_are_escaped_and_bounded(tmp_path: Path) -> None:
         assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{.*\})? \S+", line), line
 
 
+@pytest.mark.sqlite_only("counts the queries with SQLite's own statement trace")
 def test_pages_keep_families_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Read a page at a time, each family's samples still form one group, once each."""
     db, _ = new_db(tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from server_helpers import (
     LineClient,
     add_line,
     config,
+    connect_db,
     fake_result,
     new_db,
     running,
@@ -80,7 +80,7 @@ def test_raw_certificate_words_in_the_database(tmp_path: Path,
         assert srv.line_address
         LineClient(srv.line_address).ask(add_line(keys["alice"], "bad.example"))
         wait_until(lambda: all(t["last_probe"] for t in target_rows(db)), what="probed")
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     conn.execute("UPDATE targets SET reasons = ?, issuer = ?",
                  (f"name mismatch: SAN {RAW}\nsecond", f"CA {RAW}"))
     conn.commit()
@@ -113,9 +113,9 @@ def _add_target(db: str, account: str, domain: str, state: str = "ok", days: flo
                 lineage: str | None = None, served: str | None = "aa" * 32,
                 expected: str | None = None, reasons: str = "", results: int = 2,
                 event: str | None = None, port: int = 443) -> int:
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     not_after = None if days is None else NOW + days * 86400
-    cur = conn.execute(
+    conn.execute(
         "INSERT INTO targets (account, domain, port, protocol, created, last_submitted,"
         " lineage, last_event, expected_fingerprint, expected_since, state, last_probe,"
         " status, reasons, days_left, not_after, issuer, served_fingerprint, deployed)"
@@ -124,7 +124,8 @@ def _add_target(db: str, account: str, domain: str, state: str = "ok", days: flo
          NOW - 100 if expected else None, state, NOW - 60, state, reasons,
          None if days is None else int(days), not_after, served,
          None if expected is None else int(expected == served)))
-    target = int(cur.lastrowid or 0)
+    target = int(conn.execute("SELECT id FROM targets WHERE account = ? AND domain = ?"
+                              " AND port = ?", (account, domain, port)).fetchone()[0])
     for i in range(results):
         conn.execute(
             "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
@@ -228,7 +229,7 @@ def test_page_summary_sort_group_filter_search(
 
 def test_page_is_paginated(page_app: tuple[object, str, dict[str, str]]) -> None:
     app, db, keys = page_app
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     conn.executemany(
         "INSERT INTO targets (account, domain, port, protocol, created, last_submitted, state,"
         " not_after) VALUES ('alice', ?, 443, 'tls', 0, 0, 'ok', ?)",
@@ -330,7 +331,7 @@ def test_every_stored_string_is_escaped_on_both_pages(
     target = _add_target(db, "alice", "x.example", "waiting", lineage=evil,
                          served="<i>" + "a" * 60, expected=evil + "b" * 40, reasons=evil,
                          event=evil, results=3)
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     conn.execute("UPDATE targets SET issuer = ?, address = ?, protocol = ?", (evil, evil, evil))
     conn.execute("UPDATE results SET issuer = ?, address = ?, reasons = ?, fingerprint = ?,"
                  " status = ?", (evil, evil, evil, evil, evil))
@@ -346,7 +347,7 @@ def test_every_stored_string_is_escaped_on_both_pages(
 
 
 def _mute(db: str, target: int, until: float) -> None:
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     conn.execute("UPDATE targets SET muted_until = ? WHERE id = ?", (until, target))
     conn.commit()
     conn.close()
@@ -387,7 +388,7 @@ def test_page_marks_waiting_and_muted_per_account(
 
 def _submission(db: str, account: str, when: float, domains: str, event: str | None,
                 lineage: str | None) -> None:
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     conn.execute(
         "INSERT INTO submissions (account, client_id, time, transport, peer, domains, ports,"
         " protocols, fingerprint, lineage, event, client) VALUES (?, ?, ?, 'line', '127.0.0.1',"

@@ -133,6 +133,7 @@ def test_fingerprint_change_restarts_grace(tmp_path: Path) -> None:
         committer.stop()
 
 
+@pytest.mark.sqlite_only("holds SQLite's file lock")
 def test_locked_database_delays_the_ack_until_written(tmp_path: Path) -> None:
     db, keys = new_db(tmp_path, "alice")
     committer = GroupCommitter(db)
@@ -156,6 +157,7 @@ def test_locked_database_delays_the_ack_until_written(tmp_path: Path) -> None:
     assert count(db, "submissions") == 1
 
 
+@pytest.mark.sqlite_only("fills the SQLite file's filesystem")
 def test_full_disk_answers_unavailable_and_nothing_is_acked(tmp_path: Path) -> None:
     db, keys = new_db(tmp_path, "alice")
     committer = GroupCommitter(db)

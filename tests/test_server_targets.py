@@ -4,11 +4,10 @@ targets are probed but not notified; stale failing targets are retired (issue 11
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
-from server_helpers import FakeProbe, config, fake_result, http, new_db, running
+from server_helpers import FakeProbe, config, connect_db, fake_result, http, new_db, running
 
 from certhook.cli import main
 from certhook.errors import ParseError
@@ -34,7 +33,7 @@ def _submit(db: str, key: str, *domains: str, ports: tuple[int, ...] = (443,)) -
 
 def _raw_count(db: str, sql: str) -> int:
     """A look into the SQLite file itself: history the store no longer shows."""
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     try:
         return int(conn.execute(sql).fetchone()[0])
     finally:
@@ -42,7 +41,7 @@ def _raw_count(db: str, sql: str) -> int:
 
 
 def _rows(db: str) -> list[tuple[str, str, int, float | None]]:
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     try:
         return [tuple(r) for r in conn.execute(  # type: ignore[misc]
             "SELECT account, domain, port, muted_until FROM targets ORDER BY account, domain,"
@@ -121,7 +120,7 @@ def test_cli_usage_errors(two: tuple[str, dict[str, str]],
 
 def test_rm_removes_history_and_a_submission_adds_it_back(two: tuple[str, dict[str, str]]) -> None:
     db, keys = two
-    conn = sqlite3.connect(db, isolation_level=None)  # straight into the SQLite file
+    conn = connect_db(db)  # straight into the database
     target = conn.execute("SELECT id FROM targets WHERE domain = 'b.example'").fetchone()[0]
     conn.execute("INSERT INTO results (target, time, status, state, reasons) VALUES"
                  " (?, 1, 'ok', 'ok', '')", (target,))
@@ -187,7 +186,7 @@ def _auditor(db: str, probe: FakeProbe, now: list[float], **changes: object) -> 
 
 
 def _audit(auditor: Auditor, db: str, domain: str) -> None:
-    conn = sqlite3.connect(db)
+    conn = connect_db(db)
     row = conn.execute("SELECT id, domain, port, protocol FROM targets WHERE domain = ?",
                        (domain,)).fetchone()
     conn.close()
@@ -197,7 +196,7 @@ def _audit(auditor: Auditor, db: str, domain: str) -> None:
 def test_muted_targets_are_probed_and_shown_but_not_notified(
         two: tuple[str, dict[str, str]]) -> None:
     db, _ = two
-    conn = sqlite3.connect(db, isolation_level=None)  # straight into the SQLite file
+    conn = connect_db(db)  # straight into the database
     now = [conn.execute("SELECT max(created) FROM targets").fetchone()[0] + 60]
     down = fake_result("unknown", connected=False, reasons=("connection refused",))
     probe = FakeProbe({"a.example": down, "b.example": down})
@@ -215,7 +214,7 @@ def test_muted_targets_are_probed_and_shown_but_not_notified(
 def test_stale_failing_targets_are_retired_with_one_notice(
         two: tuple[str, dict[str, str]]) -> None:
     db, keys = two
-    conn = sqlite3.connect(db, isolation_level=None)  # straight into the SQLite file
+    conn = connect_db(db)  # straight into the database
     created = conn.execute("SELECT max(created) FROM targets").fetchone()[0]
     now = [created + 29 * DAY]
     down = fake_result("unknown", connected=False, reasons=("connection refused",))

@@ -12,11 +12,11 @@ from db_helpers import populated, rows
 
 from certhook.cli import main
 from certhook.errors import LocalError, StoreUnavailable
-from certhook.server.storage import dburl
-from certhook.server.storage.conn import open_db
-from certhook.server.storage.copy import table_digest
-from certhook.server.storage.migrate import current_version, migrate
-from certhook.server.storage.schema import INDEXES, TABLES, TYPES, VERSION
+from certhook.server.store import dburl
+from certhook.server.store.conn import open_db
+from certhook.server.store.copy import table_digest
+from certhook.server.store.migrate import current_version, migrate
+from certhook.server.store.schema import INDEXES, TABLES, TYPES, VERSION
 
 if TYPE_CHECKING:
     from pg import Cluster

@@ -37,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import sys
 
-    from certhook.server.storage import dburl
-    from certhook.server.storage.conn import open_db
+    from certhook.server.store import dburl
+    from certhook.server.store.conn import open_db
 
     if args.action == "migrate":
         from certhook.server.config import load_config
-        from certhook.server.storage.migrate import migrate
+        from certhook.server.store.migrate import migrate
 
         text = args.db if args.db is not None else load_config(args.config).db
         url = dburl.parse(text, "--db" if args.db is not None else "db")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"{db.name}: schema {done.describe()}")
         return 0
 
-    from certhook.server.storage.copy import copy
+    from certhook.server.store.copy import copy
 
     source_url = dburl.parse(args.source, "--from")
     target_url = dburl.parse(args.target, "--to")

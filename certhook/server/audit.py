@@ -39,11 +39,13 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from certhook.errors import StoreUnavailable
 from certhook.probe.lifetime import probe_interval
 from certhook.server import metrics, store
 from certhook.server.chain import summarize
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
+from certhook.server.outage import Outage
 from certhook.server.ssrf import forbidden_reason, make_guard
 from certhook.server.worker import Worker
 
@@ -125,6 +127,7 @@ class Auditor(Worker):
         self._guard = make_guard(config.allow_networks)
         self.probes = 0
         self.moved = 0  # probes moved from the fast lane to the slow one
+        self.outage = Outage("auditor", log)
         super().__init__()
 
     def stop(self) -> None:
@@ -148,6 +151,9 @@ class Auditor(Worker):
             wait = POLL
             try:
                 wait = self._schedule()
+                self.outage.ok()
+            except StoreUnavailable as exc:  # PostgreSQL gone: pause, no traceback per try
+                wait = self.outage.failed(exc)
             except Exception:
                 log.exception("scheduler")
             self._wake.wait(max(0.0, min(wait, POLL)))
@@ -234,6 +240,8 @@ class Auditor(Worker):
             metrics.PROBES.inc(str(result.status))
             metrics.PROBE_DURATION.observe(took)
             self._record(target_id, result, started, took)
+        except StoreUnavailable as exc:  # not recorded: it stays due, probed again later
+            self.outage.failed(exc)
         except Exception:
             log.exception("auditing %s:%s", domain, port)
         finally:

@@ -28,9 +28,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from certhook.errors import StoreUnavailable
 from certhook.protocol import Request, Response
 from certhook.server import metrics, store
 from certhook.server.config import ServerConfig
+from certhook.server.outage import Outage
 
 __all__ = [
     "BatchWriter",
@@ -114,6 +116,7 @@ class BatchWriter:
         self.committed = 0  # submissions stored (not counting resubmissions)
         self.transactions = 0  # commits, for the batch size of group commit
         self.healthy = True
+        self.outage = Outage("writer", log)
 
     def close(self) -> None:
         log.info("writer: %d submissions stored in %d transactions",
@@ -142,14 +145,15 @@ class BatchWriter:
                         adds.append((job, self._submission(job, now)))
             # one transaction, durable when it returns; last uses at most once a minute
             new = self._store.commit_batch(keys.take_uses(), [sub for _, sub in adds])
+        except StoreUnavailable as exc:  # PostgreSQL gone: one line per outage, not per batch
+            self.outage.failed(exc)
+            self._unavailable(batch)
+            return
         except Exception as exc:  # disk full, I/O error, locked too long...
             log.error("cannot store submissions: %s", exc)
-            self.healthy = False
-            for job in batch:
-                if job.response is None or job.response.ok:
-                    job.response = Response.error("unavailable", "cannot store the submission")
-            _count(batch)
+            self._unavailable(batch)
             return
+        self.outage.ok()
         stored = 0
         for (job, _), is_new in zip(adds, new):
             job.new = is_new
@@ -160,6 +164,14 @@ class BatchWriter:
         self.committed += stored
         if stored and self._on_commit is not None:
             self._on_commit()
+
+    def _unavailable(self, batch: list[Job]) -> None:
+        """Nothing of ``batch`` was committed: no ``ok`` for any of it."""
+        self.healthy = False
+        for job in batch:
+            if job.response is None or job.response.ok:
+                job.response = Response.error("unavailable", "cannot store the submission")
+        _count(batch)
 
     def _check_ports(self, request: Request) -> Response | None:
         if len(request.ports) > self._max_ports:

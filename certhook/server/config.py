@@ -331,7 +331,7 @@ def _resolve_value(text: str) -> tuple[tuple[str, str], ...]:
 def _db(text: str) -> str:
     """A database: a path, ``sqlite:///PATH`` or ``postgresql://...`` (never quoted with
     its password)."""
-    from certhook.server.storage.dburl import parse
+    from certhook.server.store.dburl import parse
 
     try:
         parse(text)

@@ -31,9 +31,11 @@ from email.message import EmailMessage
 from typing import Any, Callable
 
 from certhook import __version__
+from certhook.errors import StoreUnavailable
 from certhook.server import store
 from certhook.server.channels import FORMATS, Digest, parse_webhook, redact, render_email, summary
 from certhook.server.config import ServerConfig, SmtpConfig
+from certhook.server.outage import Outage
 from certhook.server.worker import Worker
 
 __all__ = ["Notifier", "notices", "send_email", "send_webhook", "summary"]
@@ -123,20 +125,27 @@ class Notifier(Worker):
         self._held: dict[tuple[str, str, str], set[int]] = {}
         self._reminded: dict[int, int] = {}  # target id -> reminders sent for its state
         self._next_remind = 0.0
+        self.outage = Outage("notifier", log)
         super().__init__()
 
     def _run(self) -> None:
-        db = store.open_store(self.config.db)
+        db: store.Store | None = None
         while not self._stopping.is_set():
             self._wake.clear()
             wait = _POLL
             try:
+                if db is None:
+                    db = store.open_store(self.config.db)
                 self._remind(db)
                 wait = self._deliver_due(db)
+                self.outage.ok()
+            except StoreUnavailable as exc:  # PostgreSQL gone: pause, no traceback per try
+                wait = self.outage.failed(exc)
             except Exception:
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))
-        db.close()
+        if db is not None:
+            db.close()
 
     # -- reminders --------------------------------------------------------------
 

@@ -276,7 +276,9 @@ class AuditApp:
             return _keychest(_HTTP_STATUS.get(response.code or "", 500), response.text)
         if not response.ok:
             code = response.code or "internal"
-            raise _HttpError(_HTTP_STATUS.get(code, 500), code, response.text)
+            # not stored: the client keeps it and tries again (RFC 9110 10.2.3)
+            later = [("Retry-After", "10")] if code == "unavailable" else []
+            raise _HttpError(_HTTP_STATUS.get(code, 500), code, response.text, later)
         data = {"ok": True, "id": response.get("id"), "domains": int(response.get("domains") or 0)}
         return 200, [("Content-Type", "application/json")], _dumps(data)
 

@@ -1,4 +1,4 @@
-"""The audit server's database: the only place that speaks SQL.
+"""The audit server's database: the only place that speaks SQL (schema, migrate, copy too).
 
 :func:`open_store` gives a :class:`Store` (``base.py``, the typed interface)
 for a ``db`` setting: a path, or ``sqlite:///abs/path``, is SQLite
@@ -51,17 +51,22 @@ __all__ = [
     "open_store",
 ]
 
-_SQLITE_URL = "sqlite:///"
-
-
 def open_store(db: str | os.PathLike[str], create: bool = True) -> Store:
     """The store for the ``db`` setting; with ``create``, made (schema, migrations) if new.
 
-    LocalError when it cannot be opened (without ``create``: when it does not exist).
+    A path or ``sqlite:`` URL is SQLite; ``postgresql://`` PostgreSQL (psycopg is
+    imported then, and only then). LocalError when it cannot be opened (without
+    ``create``: when it does not exist); StoreUnavailable when the server cannot be
+    reached; ParseError for a setting that names no database. Messages carry the
+    URL redacted.
     """
+    from certhook.server.store import dburl
+
+    target = dburl.parse(os.fspath(db))
+    if isinstance(target, dburl.PostgresUrl):
+        from certhook.server.store.postgres import PostgresStore
+
+        return PostgresStore(target, create)
     from certhook.server.store.sqlite import SqliteStore
 
-    path = os.fspath(db)
-    if path.startswith(_SQLITE_URL):
-        path = "/" + path[len(_SQLITE_URL):].lstrip("/")
-    return SqliteStore(path, create)
+    return SqliteStore(target.path, create)

@@ -17,7 +17,7 @@ from certhook.server.store.sql_base import RESULT_COLUMNS, TARGET_COLUMNS, colum
 
 __all__ = ["SqlStore"]
 
-_ORDER = "account, domain, port, protocol"
+_ORDER = "account{c}, domain{c}, port, protocol{c}"  # {c}: SqlBase._COLLATE
 _NEVER = 1e18  # sorts a target without a notAfter after every dated one
 _SEVERITY_SQL = ("CASE state " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITY))
                  + f" ELSE {len(SEVERITY)} END")
@@ -56,17 +56,18 @@ class SqlStore(AccountsMixin, AuditMixin):
     def find_targets(self, account: str | None, domain: str | None,
                      port: int | None = None, protocol: str | None = None) -> list[Target]:
         where, args = _select(account, domain, port, protocol)
-        return self._targets_where(where, args, _ORDER)
+        return self._targets_where(where, args, _ORDER.format(c=self._COLLATE))
 
     def list_targets(self, account: str | None, limit: int = 10**9,
                      after: Cursor | None = None, domain: str | None = None
                      ) -> list[Target]:
         where, args = _select(account, domain, None, None)
         if account is not None and after is not None:
-            where += " AND (domain, port, protocol) > (?, ?, ?)"
+            c = self._COLLATE
+            where += f" AND (domain{c}, port, protocol{c}) > (?, ?, ?)"
             args.extend(after)
         args.append(limit)
-        return self._targets_where(where, args, _ORDER + " LIMIT ?")
+        return self._targets_where(where, args, _ORDER.format(c=self._COLLATE) + " LIMIT ?")
 
     def remove_targets(self, ids: Sequence[int]) -> None:
         with self._transaction() as conn:
@@ -82,7 +83,7 @@ class SqlStore(AccountsMixin, AuditMixin):
         where, args = _select(account, domain, port, protocol)
         where += " AND next_probe IS NOT NULL"  # wildcards are never probed
         with self._transaction() as conn:  # one transaction, one fsync, for --all too
-            found = self._targets_where(where, args, _ORDER, conn=conn)
+            found = self._targets_where(where, args, _ORDER.format(c=self._COLLATE), conn=conn)
             self._executemany(conn, "UPDATE targets SET next_probe = ? WHERE id = ?",
                               [(now, t.id) for t in found])
         return found
@@ -166,6 +167,9 @@ class SqlStore(AccountsMixin, AuditMixin):
         else:
             source = ("keyed JOIN groups ON keyed.group_key = groups.group_key",
                       "group_severity, group_size, group_left")
+        c = self._COLLATE
+        if group != "none":  # a text key: its collation goes with it through the CTEs
+            key += c
         sql = f"""
             WITH keyed AS (
                 SELECT id, {_SEVERITY_SQL} AS severity, {key} AS group_key,
@@ -180,21 +184,22 @@ class SqlStore(AccountsMixin, AuditMixin):
                        port, protocol
                 FROM {source[0]}
                 ORDER BY group_severity, group_left, keyed.group_key, severity, left_key,
-                         domain, port, protocol
+                         domain{c}, port, protocol{c}
                 LIMIT ? OFFSET ?)
             SELECT {columns(TARGET_COLUMNS, "t.")}, page.severity, page.group_key,
                    page.group_severity, page.group_size
             FROM page JOIN targets AS t ON t.id = page.id
             ORDER BY group_severity, group_left, page.group_key, page.severity,
-                     page.left_key, page.domain, page.port, page.protocol"""  # noqa: S608
+                     page.left_key, page.domain{c}, page.port, page.protocol{c}"""  # noqa: S608
         rows = self._all(sql, (*args, max(1, limit), max(0, offset)))
         return [self._report_row(r) for r in rows], total
 
     # -- metrics -----------------------------------------------------------------------
 
     def target_accounts(self) -> list[str]:
-        return [str(r[0]) for r in self._all("SELECT DISTINCT account FROM targets"
-                                             " ORDER BY account")]
+        # DISTINCT orders by what it selects: the collated value
+        sql = f"SELECT DISTINCT account{self._COLLATE} FROM targets ORDER BY 1"  # noqa: S608
+        return [str(r[0]) for r in self._all(sql)]
 
     def count_due(self, now: float) -> int:
         row = self._one("SELECT count(*) FROM targets WHERE next_probe <= ?", (now,))

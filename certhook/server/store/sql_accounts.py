@@ -76,6 +76,7 @@ class AccountsMixin(SqlBase):
         key = secrets.token_urlsafe(32)  # 32 random bytes
         now = time.time() if now is None else now
         with self._transaction() as conn:
+            self._lock_accounts(conn)
             row = self._execute(conn, "SELECT revoked FROM accounts WHERE name = ?",
                                 (name,)).fetchone()
             if row is not None and row[0] is not None:
@@ -99,6 +100,7 @@ class AccountsMixin(SqlBase):
         key = secrets.token_urlsafe(32)
         old_until = None
         with self._transaction() as conn:
+            self._lock_accounts(conn)
             row = self._execute(conn, "SELECT revoked FROM accounts WHERE name = ?",
                                 (name,)).fetchone()
             if row is None:
@@ -118,13 +120,15 @@ class AccountsMixin(SqlBase):
         return key, old_until
 
     def list_accounts(self) -> list[Account]:
-        rows = self._all("SELECT name, created, revoked, key_created, last_used,"
-                         " old_key_expires, old_last_used FROM accounts ORDER BY name")
+        rows = self._all("SELECT name, created, revoked, key_created, last_used,"  # noqa: S608
+                         " old_key_expires, old_last_used FROM accounts"
+                         f" ORDER BY name{self._COLLATE}")
         return [Account(*r) for r in rows]
 
     def revoke_account(self, name: str, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         with self._transaction() as conn:
+            self._lock_accounts(conn)
             row = self._execute(conn, "SELECT 1 FROM accounts WHERE name = ? AND revoked IS NULL",
                                 (name,)).fetchone()
             if row is None:
@@ -213,8 +217,8 @@ class AccountsMixin(SqlBase):
                         for i in _MERGED:
                             if row[i] is not None:
                                 old[i] = row[i]
-            if targets:
-                self._executemany(conn, _UPSERT_TARGET, list(targets.values()))
+            if targets:  # in key order: two nodes' batches lock shared rows alike
+                self._executemany(conn, _UPSERT_TARGET, [targets[k] for k in sorted(targets)])
         return new
 
     def submissions(self, account: str | None = None) -> list[Submission]:

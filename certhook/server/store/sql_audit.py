@@ -54,7 +54,7 @@ class AuditMixin(SqlBase):
     def record_probe(self, target_id: int,
                      decide: Callable[[Target], ProbeWrite]) -> tuple[Target, ProbeWrite] | None:
         with self._transaction() as conn:
-            found = self._targets_where("id = ?", (target_id,), conn=conn)
+            found = self._targets_where("id = ?", (target_id,), conn=conn, lock=True)
             if not found:
                 return None
             target = found[0]

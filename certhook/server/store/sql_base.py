@@ -34,9 +34,55 @@ class SqlBase(Store):
 
     #: errors meaning "the database is busy", for writes that may be skipped
     _busy_errors: tuple[type[BaseException], ...] = ()
+    #: after a SELECT in a writer's transaction whose rows it then updates: the row locks
+    #: (SQLite's BEGIN IMMEDIATE holds the whole database already)
+    _FOR_UPDATE = ""
+    #: after a text column in ORDER BY and comparisons of cursors: bytewise order
+    _COLLATE = ""
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._lock = threading.Lock()
+        # each thread's connection; a thread that ended has its own closed at the next open
+        self._connections: dict[int, tuple[threading.Thread, Any]] = {}
+
+    def _register(self, conn: Any) -> Any:
+        """Record ``conn`` as this thread's; close those of threads that ended."""
+        with self._lock:
+            for ident, (thread, old) in list(self._connections.items()):
+                if not thread.is_alive():
+                    del self._connections[ident]
+                    with contextlib.suppress(Exception):
+                        old.close()
+            self._connections[threading.get_ident()] = (threading.current_thread(), conn)
+        return conn
+
+    def _forget(self) -> None:
+        """Drop this thread's connection (it broke): the next call opens another."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        with self._lock:
+            self._connections.pop(threading.get_ident(), None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @property
+    def _all_connections(self) -> list[Any]:
+        """Every open connection (tests reach the writer thread's through it)."""
+        with self._lock:
+            return [conn for _, conn in self._connections.values()]
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._connections = list(self._connections.values()), {}
+        for _, conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _lock_accounts(self, conn: Any) -> None:
+        """In a writer's transaction that reads accounts and then writes them: hold
+        them until the commit (SQLite's BEGIN IMMEDIATE has done it already)."""
 
     # -- what an engine provides -----------------------------------------------------
 
@@ -104,9 +150,11 @@ class SqlBase(Store):
         return ReportRow(*row[:len(TARGET_COLUMNS) + _REPORT_EXTRA])
 
     def _targets_where(self, where: str, args: Sequence[Any], order: str = "",
-                       conn: Any = None) -> list[Target]:
+                       conn: Any = None, lock: bool = False) -> list[Target]:
         sql = f"SELECT {columns(TARGET_COLUMNS)} FROM targets WHERE {where}"  # noqa: S608
         if order:
             sql += " ORDER BY " + order
+        if lock:
+            sql += self._FOR_UPDATE
         cur = self._execute(conn if conn is not None else self._connection(), sql, args)
         return [self._target(r) for r in cur.fetchall()]
