@@ -12,7 +12,9 @@ recorded in ``schema_version`` (one row).
 History: 1 is the first release's schema; 2 added the lineage's ACME
 server and renew_before_expiry (issue 10, ARI); 3 added key rotation and
 last use, muting, and the last good probe (issue 11); 4 the index of
-renewal events by lineage (issue 11's report page).
+renewal events by lineage (issue 11's report page); 5 the leases of
+several nodes on one database (issue 12: ``lease_owner``, ``lease_until``
+on targets and notifications, and the index the claims read).
 
 Portable types (:data:`TYPES`): ``int`` (SQLite INTEGER, PostgreSQL
 bigint), ``real`` (REAL, double precision), ``text``, ``blob`` (BLOB,
@@ -40,7 +42,7 @@ __all__ = [
     "table",
 ]
 
-VERSION = 4
+VERSION = 5
 
 # portable type -> (SQLite, PostgreSQL)
 TYPES: dict[str, tuple[str, str]] = {
@@ -168,6 +170,9 @@ TABLES: tuple[Table, ...] = (
         _c("renew_before", "int", since=2),  # its renew_before_expiry, seconds
         _c("muted_until", "real", since=3),  # still probed and shown, not notified
         _c("last_good", "real", since=3),  # the last probe that reached a usable certificate
+        # the node probing it now, and until when its lease holds (issue 12)
+        _c("lease_owner", "text", since=5),
+        _c("lease_until", "real", since=5),
     ), unique=(("account", "domain", "port", "protocol"),)),
     Table("results", (
         _c("id", "id"),
@@ -196,6 +201,9 @@ TABLES: tuple[Table, ...] = (
         _c("sent", "real"),
         _c("failed", "real"),
         _c("last_error", "text"),
+        # the node delivering it now, and until when its lease holds (issue 12)
+        _c("lease_owner", "text", since=5),
+        _c("lease_until", "real", since=5),
     )),
 )
 INDEXES: tuple[Index, ...] = (
@@ -205,6 +213,8 @@ INDEXES: tuple[Index, ...] = (
     # the time of a target's last renewal event on the report page (issue 11)
     Index("submissions_events", "submissions", ("account", "lineage", "time"), since=4,
           where="event IS NOT NULL"),
+    # the auditor's claim: due targets in next_probe order, the lease read from the index
+    Index("targets_claim", "targets", ("next_probe", "lease_until"), since=5),
 )
 # Run once when the step that adds the column runs on an existing database.
 BACKFILL: dict[tuple[str, str], str] = {

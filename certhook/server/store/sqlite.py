@@ -128,6 +128,11 @@ _ADDED_COLUMNS = (
     ("targets", "muted_until", "REAL"),
     # the last probe that reached a usable certificate (ok or warning): retirement
     ("targets", "last_good", "REAL"),
+    # leases of several nodes on one database (issue 12, schema version 5)
+    ("targets", "lease_owner", "TEXT"),
+    ("targets", "lease_until", "REAL"),
+    ("notifications", "lease_owner", "TEXT"),
+    ("notifications", "lease_until", "REAL"),
 )
 # Filled in once when a column is added to an existing database.
 _BACKFILL = {
@@ -148,6 +153,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             else:
                 if (table, column) in _BACKFILL:
                     conn.execute(_BACKFILL[table, column])
+    conn.execute("CREATE INDEX IF NOT EXISTS targets_claim ON targets (next_probe, lease_until)")
 
 
 
