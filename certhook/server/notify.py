@@ -41,6 +41,7 @@ __all__ = ["Notifier", "notices", "send_email", "send_webhook", "summary"]
 log = logging.getLogger("certhook.notify")
 
 _POLL = 5.0
+_ROUND = 50  # destinations delivered in one round, at most
 _FAILING = ("critical", "unknown", "warning")
 
 
@@ -111,8 +112,12 @@ class Notifier(Worker):
 
     thread_name = "certhook-notify"
 
-    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time,
+                 node: str = "") -> None:
+        from certhook.server.audit import default_node
+
         self.config = config
+        self.node = node or config.node or default_node()
         self._clock = clock
         self.sent = 0
         self.failures = 0
@@ -136,6 +141,10 @@ class Notifier(Worker):
             except Exception:
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))
+        try:  # claimed and not delivered: the other nodes need not wait for the lease
+            db.release_notifications(self.node)
+        except Exception:
+            log.exception("releasing the notification leases of node %s", self.node)
         db.close()
 
     # -- reminders --------------------------------------------------------------
@@ -176,10 +185,14 @@ class Notifier(Worker):
     # -- delivery ---------------------------------------------------------------
 
     def _deliver_due(self, db: store.Store) -> float:
-        for key in db.due_destinations(self._clock(), 50):
-            if self._stopping.is_set():
+        # One destination claimed at a time: its lease covers one delivery (an SMTP
+        # timeout at most), not a queue of them.
+        for _ in range(_ROUND):
+            now = self._clock()
+            claimed = db.claim_notifications(now, 1, self.node, now + self.config.lease)
+            if not claimed or self._stopping.is_set():
                 break
-            self._deliver(db, key)
+            self._deliver(db, claimed[0])
         nxt = db.next_notification()
         return _POLL if nxt is None else nxt - self._clock()
 
@@ -193,11 +206,10 @@ class Notifier(Worker):
             return None
         return recent[0] + period
 
-    def _deliver(self, db: store.Store, key: tuple[str, str, str]) -> None:
-        account, channel, destination = key
-        rows = db.pending(account, channel, destination)
-        if not rows:
-            return
+    def _deliver(self, db: store.Store, rows: list[store.Notification]) -> None:
+        """Deliver the claimed pending rows of one destination as one digest."""
+        account, channel, destination = rows[0].account, rows[0].channel, rows[0].destination
+        key = (account, channel, destination)
         ids = [row.id for row in rows]
         now = self._clock()
         until = self._limited_until(key, now)
