@@ -203,7 +203,14 @@ class Auditor(Worker):
         looked = 0
         try:
             while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
-                limit = room[_FAST] + room[_SLOW]
+                # as many as the lanes can start: a target goes to the slow lane only if
+                # its last probe was slow, so the slow lane's room counts up to the
+                # slow targets known (a claim held back costs two writes)
+                with self._lock:
+                    slow = sum(1 for took in self._took.values() if took >= FAST_BUDGET)
+                limit = room[_FAST] + min(room[_SLOW], slow)
+                if limit <= 0:
+                    break
                 rows = db.claim_targets(now, limit, self.node, now + self.config.lease)
                 looked += len(rows)
                 for row in rows:
