@@ -25,6 +25,13 @@ a slow probe keeps its fast slot. Failing targets back off:
 
 Every probe goes through the SSRF guard (``ssrf.py``): the probe calls it
 with each resolved address just before connecting.
+
+Several nodes on one database (``docs/server.md``, "Several nodes"): the
+scheduler *claims* due targets (``Store.claim_targets``), leasing them to
+this node for ``lease`` seconds, and its result is recorded only while the
+lease is still its own; a node that dies loses its targets to the others
+when the leases end. ``_inflight`` still keeps one probe per target and the
+lanes within this process.
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ over the limit is held until the window ends, then sent as one summary
 naming how many were held, with every held notice in it. Reminders: a
 target whose failure was notified and that still fails is reminded every
 ``notify_remind`` seconds after it entered the state.
+
+Several nodes on one database: the ``notifications`` table is an outbox
+that nodes *claim* one destination at a time (``Store.claim_notifications``,
+a lease of ``lease`` seconds), so no two nodes send the same row; a node
+dying between a delivery and marking it sent causes one resend after the
+lease (at-least-once across a crash, exactly-once otherwise).
 """
 
 from __future__ import annotations
