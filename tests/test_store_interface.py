@@ -379,6 +379,13 @@ def test_claims_lease_each_due_target_to_one_node(store: Store) -> None:
     assert store.record_probe(b.id, lambda row: _write(T0 + 130), owner="n1") is None
     assert store.record_probe(b.id, lambda row: _write(T0 + 131), owner="n2") is not None
     assert [r.time for r in store.recent_results(b.id)] == [T0 + 131]
+    # no lease now, but a result newer than n1's probe (started T0 + 100): still dropped
+    assert store.record_probe(b.id, lambda row: _write(T0 + 132), owner="n1",
+                              started=T0 + 100) is None
+    # a probe started after the last result, with no lease held (made outside a claim)
+    assert store.record_probe(b.id, lambda row: _write(T0 + 141), owner="n1",
+                              started=T0 + 140) is not None
+    assert [r.time for r in store.recent_results(b.id)] == [T0 + 131, T0 + 141]
     # released unprobed (a full lane, a node stopping): claimable at once
     store.release_targets("n2", [c.id])
     assert [t.id for t in store.claim_targets(T0 + 1, 10, "n3", lease)] == [c.id]

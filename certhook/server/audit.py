@@ -337,7 +337,8 @@ class Auditor(Worker):
                 return self._retire(row, ev, now)
             return self._write(row, ev, result, now, started, took)
 
-        done = self._db().record_probe(target_id, decide, owner=self.node)
+        done = self._db().record_probe(target_id, decide, owner=self.node,
+                                         started=started)
         if done is None:  # removed meanwhile, or another node took it over after the lease
             if seen:
                 return

@@ -130,12 +130,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def record_probe(self, target_id: int, decide: Callable[[Target], ProbeWrite],
-                     owner: str | None = None) -> tuple[Target, ProbeWrite] | None:
+                     owner: str | None = None, started: float = 0.0
+                     ) -> tuple[Target, ProbeWrite] | None:
         """Read the target, let ``decide`` evaluate it, write what it returns and end
         its lease: one transaction, no other writer between the read and the write.
-        None if the target is gone or, with ``owner``, if its lease is no longer
-        ``owner``'s (another node claimed it after the lease ran out, or recorded
-        since): then nothing is written, and the newer claim's result stands."""
+        None if the target is gone or, with ``owner``, if the result no longer counts:
+        the lease is another node's (it claimed the target after ``owner``'s lease ran
+        out), or no lease is held and a result was recorded after ``started`` (the
+        probe's start): nothing is written, and the newer result stands."""
 
     # -- notifications ----------------------------------------------------------------
 

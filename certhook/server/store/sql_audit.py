@@ -95,9 +95,11 @@ class AuditMixin(SqlBase):
         return None if row is None else row[0]
 
     def record_probe(self, target_id: int, decide: Callable[[Target], ProbeWrite],
-                     owner: str | None = None) -> tuple[Target, ProbeWrite] | None:
+                     owner: str | None = None, started: float = 0.0
+                     ) -> tuple[Target, ProbeWrite] | None:
         where, args = ("id = ?", [target_id]) if owner is None else (
-            "id = ? AND lease_owner = ?", [target_id, owner])
+            "id = ? AND (lease_owner = ? OR (lease_owner IS NULL AND"
+            " (last_probe IS NULL OR last_probe < ?)))", [target_id, owner, started])
         with self._transaction() as conn:
             found = self._targets_where(where + self._FOR_UPDATE, args, conn=conn)
             if not found:
