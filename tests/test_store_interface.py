@@ -359,3 +359,63 @@ def test_every_store_method_is_exercised_here() -> None:
                      if f"store.{name}(" not in source and f"opened.{name}(" not in source
                      and f"again.{name}(" not in source and f"url.{name}(" not in source)
     assert missing == []
+
+
+# -- leases: several nodes on one database (issue 12) ----------------------------------------
+
+def test_claims_lease_each_due_target_to_one_node(store: Store) -> None:
+    a, b, c = _add(store, "alice", "a.example", "b.example", "c.example")
+    lease = T0 + 120
+    assert [t.domain for t in store.claim_targets(T0, 2, "n1", lease)] == [
+        "a.example", "b.example"]
+    assert [t.id for t in store.claim_targets(T0, 10, "n2", lease)] == [c.id]
+    assert store.claim_targets(T0 + 119, 10, "n3", lease) == []  # every lease holds
+    # a node records only under its own lease: n2 does not hold a's
+    assert store.record_probe(a.id, lambda row: _write(T0 + 10), owner="n2") is None
+    assert store.recent_results(a.id) == []
+    assert store.record_probe(a.id, lambda row: _write(T0 + 10), owner="n1") is not None
+    assert len(store.recent_results(a.id)) == 1
+    # n1 stalls past its lease on b: n2 claims it, and n1's late result is dropped
+    assert [t.id for t in store.claim_targets(T0 + 121, 1, "n2", T0 + 241)] == [b.id]
+    assert store.record_probe(b.id, lambda row: _write(T0 + 130), owner="n1") is None
+    assert store.record_probe(b.id, lambda row: _write(T0 + 131), owner="n2") is not None
+    assert [r.time for r in store.recent_results(b.id)] == [T0 + 131]
+    # no lease now, but a result newer than n1's probe (started T0 + 100): still dropped
+    assert store.record_probe(b.id, lambda row: _write(T0 + 132), owner="n1",
+                              started=T0 + 100) is None
+    # a probe started after the last result, with no lease held (made outside a claim)
+    assert store.record_probe(b.id, lambda row: _write(T0 + 141), owner="n1",
+                              started=T0 + 140) is not None
+    assert [r.time for r in store.recent_results(b.id)] == [T0 + 131, T0 + 141]
+    # released unprobed (a full lane, a node stopping): claimable at once
+    store.release_targets("n2", [c.id])
+    assert [t.id for t in store.claim_targets(T0 + 1, 10, "n3", lease)] == [c.id]
+    store.release_targets("n3")
+    assert [t.id for t in store.claim_targets(T0 + 1, 10, "n1", lease)] == [c.id]
+
+
+def test_claims_lease_each_notification_destination_to_one_node(store: Store) -> None:
+    store.enqueue([Notice("alice", "webhook", "w", json.dumps({"i": i}), T0, T0 + 5)
+                   for i in range(2)] + [Notice("bob", "email", "b@example", "{}", T0, T0 + 50)])
+    assert store.claim_notifications(T0, 10, "n1", T0 + 60) == []  # nothing due yet
+    [group] = store.claim_notifications(T0 + 5, 10, "n1", T0 + 65)
+    assert [json.loads(n.payload)["i"] for n in group] == [0, 1]
+    assert store.claim_notifications(T0 + 5, 10, "n2", T0 + 65) == []
+    # a row queued during n1's delivery waits for it: one digest at a time per destination
+    store.enqueue([Notice("alice", "webhook", "w", json.dumps({"i": 2}), T0 + 6, T0 + 6)])
+    assert store.claim_notifications(T0 + 6, 10, "n2", T0 + 66) == []
+    assert store.next_notification() == T0 + 6
+    store.mark_sent([n.id for n in group], T0 + 7)
+    [later] = store.claim_notifications(T0 + 7, 10, "n2", T0 + 67)
+    assert [json.loads(n.payload)["i"] for n in later] == [2]
+    assert store.next_notification() == T0 + 50  # n2's lease (T0 + 67) is later
+    # n2 dies before marking it sent: after the lease, another node sends it again
+    [bob, again] = store.claim_notifications(T0 + 68, 10, "n3", T0 + 128)
+    assert [n.id for n in again] == [n.id for n in later] and bob[0].account == "bob"
+    store.release_notifications("n3")
+    [bob, alice] = store.claim_notifications(T0 + 68, 10, "n1", T0 + 128)
+    assert (bob[0].account, alice[0].account) == ("bob", "alice")  # oldest row first
+    store.hold_notifications([bob[0].id], T0 + 500)
+    store.mark_failed([alice[0].id], T0 + 70, "refused", 5, T0 + 69)
+    [retry] = store.claim_notifications(T0 + 70, 10, "n2", T0 + 130)
+    assert [n.id for n in retry] == [alice[0].id]

@@ -25,6 +25,13 @@ a slow probe keeps its fast slot. Failing targets back off:
 
 Every probe goes through the SSRF guard (``ssrf.py``): the probe calls it
 with each resolved address just before connecting.
+
+Several nodes on one database (``docs/server.md``, "Several nodes"): the
+scheduler *claims* due targets (``Store.claim_targets``), leasing them to
+this node for ``lease`` seconds, and its result is recorded only while the
+lease is still its own; a node that dies loses its targets to the others
+when the leases end. ``_inflight`` still keeps one probe per target and the
+lanes within this process.
 """
 
 from __future__ import annotations
@@ -49,7 +56,8 @@ from certhook.server.outage import Outage
 from certhook.server.ssrf import forbidden_reason, make_guard
 from certhook.server.worker import Worker
 
-__all__ = ["FAST_BUDGET", "POLL", "SLOW_PER_FAST", "Auditor", "ProbeFunction", "backoff"]
+__all__ = ["FAST_BUDGET", "POLL", "SLOW_PER_FAST", "Auditor", "ProbeFunction", "backoff",
+           "default_node"]
 
 log = logging.getLogger("certhook.audit")
 
@@ -90,6 +98,15 @@ def backoff(config: ServerConfig, failures: int) -> float:
     return min(config.retry_interval * 2.0 ** over, cap)
 
 
+def default_node() -> str:
+    """A node name unique to this process: ``hostname:pid:random``."""
+    import os
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 def _real_probe(target: Any, options: Any) -> Any:
     from certhook.probe import probe
 
@@ -110,8 +127,10 @@ class Auditor(Worker):
         probe_fn: ProbeFunction | None = None,
         on_notice: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        node: str = "",
     ) -> None:
         self.config = config
+        self.node = node or config.node or default_node()
         self._probe = probe_fn or _real_probe
         self._on_notice = on_notice
         self._clock = clock
@@ -120,6 +139,7 @@ class Auditor(Worker):
         self._pool = ThreadPoolExecutor(fast + self._capacity[_SLOW], "certhook-probe")
         self._inflight: dict[int, _Flight] = {}
         self._backlog = 0  # due targets left waiting for a full lane in the last round
+        self.dropped = 0  # results not recorded: the lease had passed to another node
         self._took: dict[int, float] = {}  # target -> seconds its last probe took
         self._lock = threading.Lock()
         self._store: store.Store | None = None
@@ -136,6 +156,10 @@ class Auditor(Worker):
         with self._store_lock:
             db, self._store = self._store, None
         if db is not None:
+            try:  # probes cancelled unstarted: the other nodes need not wait for the lease
+                db.release_targets(self.node)
+            except Exception:
+                log.exception("releasing the leases of node %s", self.node)
             db.close()
 
     def _db(self) -> store.Store:
@@ -182,24 +206,41 @@ class Auditor(Worker):
         return rooms, next_move
 
     def _schedule(self) -> float:
+        """Claim due targets for the lanes with room and start them; the seconds until
+        the next look. A claim leases the targets to this node (``lease``): no other
+        node probes them meanwhile, and this node's result counts only if the lease is
+        still its own when it is recorded (``Store.record_probe``)."""
         db = self._db()
         now = self._clock()
         room, next_move = self._rooms(time.monotonic())
-        with self._lock:
-            limit = room[_FAST] + room[_SLOW] + len(self._inflight) + self._backlog
-        while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
-            rows = db.due_targets(now, limit)
-            self._backlog = 0
-            for row in rows:
-                lane = self._dispatch(row, room)
-                if lane == _FAST:  # look again when its budget is spent
-                    next_move = min(next_move, FAST_BUDGET)
-                elif lane is None:
-                    self._backlog += 1
-            # Due targets waiting for a full lane hid others: look further, boundedly.
-            if room[_FAST] <= 0 or len(rows) < limit or limit >= _MAX_FETCH:
-                break
-            limit *= 2
+        held: list[int] = []  # claimed, but their lane is full: released at the end
+        looked = 0
+        try:
+            while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
+                # as many as the lanes can start: a target goes to the slow lane only if
+                # its last probe was slow, so the slow lane's room counts up to the
+                # slow targets known (a claim held back costs two writes)
+                with self._lock:
+                    slow = sum(1 for took in self._took.values() if took >= FAST_BUDGET)
+                limit = room[_FAST] + min(room[_SLOW], slow)
+                if limit <= 0:
+                    break
+                rows = db.claim_targets(now, limit, self.node, now + self.config.lease)
+                looked += len(rows)
+                for row in rows:
+                    lane = self._dispatch(row, room)
+                    if lane == _FAST:  # look again when its budget is spent
+                        next_move = min(next_move, FAST_BUDGET)
+                    elif lane is None:
+                        held.append(row.id)
+                # Due targets waiting for a full lane stay claimed while the claim looks
+                # further (for the lane with room), boundedly; then they are released.
+                if room[_FAST] <= 0 or len(rows) < limit or looked >= _MAX_FETCH:
+                    break
+        finally:
+            if held:
+                db.release_targets(self.node, held)
+        self._backlog = len(held)
         nxt = db.next_due(now)
         due = POLL if nxt is None else nxt - now
         return min(due, next_move)
@@ -305,8 +346,16 @@ class Auditor(Worker):
                 return self._retire(row, ev, now)
             return self._write(row, ev, result, now, started, took)
 
-        done = self._db().record_probe(target_id, decide)
-        if done is None:
+        done = self._db().record_probe(target_id, decide, owner=self.node,
+                                         started=started)
+        if done is None:  # removed meanwhile, or another node took it over after the lease
+            if seen:
+                return
+            self.dropped += 1
+            metrics.RESULTS_DROPPED.inc()
+            log.warning("node %s: result for target %d dropped: removed meanwhile, or its"
+                        " lease (%gs) ran out and another node probes it", self.node,
+                        target_id, cfg.lease)
             return
         row, write = done
         before, ev = seen[-1]

@@ -160,6 +160,9 @@ class ServerConfig:
     max_targets_per_account: int = 10000
     # GET /metrics without a key: "no", or "loopback" (from 127.0.0.0/8 and ::1 only)
     metrics_public: str = "no"
+    # this process's name among the nodes on one database (logs, /metrics, leases);
+    # "": hostname:pid:random, new at each start
+    node: str = ""
     # auditing
     interval: float = 6 * 3600.0
     jitter: float = 0.1
@@ -170,6 +173,9 @@ class ServerConfig:
     retry_max: float = 3600.0
     concurrency: int = 16
     probe_timeout: float = 10.0
+    # How long a node holds a claimed probe (or notification delivery) before another
+    # node may take it over: past the longest probe, far below the interval.
+    lease: float = 120.0
     grace: float = 300.0
     failure_threshold: int = 2
     # Thresholds by each certificate's lifetime (certhook/probe/lifetime.py):
@@ -293,6 +299,22 @@ def _metrics_public(text: str) -> str:
     return value
 
 
+def _node(text: str) -> str:
+    """A node name: up to 100 printable characters without spaces (it is in logs)."""
+    value = text.strip()
+    if len(value) > 100 or not re.fullmatch(r"[\x21-\x7e]*", value):
+        raise ValueError(f"{value[:20]!r} is not a node name (printable, no spaces,"
+                         " up to 100 characters)")
+    return value
+
+
+def _lease(text: str) -> float:
+    value = _duration(text)
+    if value < 1:
+        raise ValueError(f"{text.strip()[:20]!r} is shorter than one second")
+    return value
+
+
 def _optional(text: str) -> str | None:
     return text.strip() or None
 
@@ -390,6 +412,7 @@ _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "max_ports_per_submission": _positive,
     "max_targets_per_account": _positive,
     "metrics_public": _metrics_public,
+    "node": _node,
 }
 _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "interval": _duration,
@@ -399,6 +422,7 @@ _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "retry_max": _duration,
     "concurrency": _positive,
     "probe_timeout": _duration,
+    "lease": _lease,
     "grace": _duration,
     "failure_threshold": _positive,
     "warn": _threshold,

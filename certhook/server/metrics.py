@@ -41,10 +41,12 @@ from certhook.server import queries, store
 
 __all__ = [
     "CONTENT_TYPE",
+    "NODE",
     "PAGE",
     "PROBES",
     "PROBES_IN_FLIGHT",
     "PROBE_DURATION",
+    "RESULTS_DROPPED",
     "STATES",
     "SUBMISSIONS_ACCEPTED",
     "SUBMISSIONS_REFUSED",
@@ -152,6 +154,22 @@ class Histogram:
         return out
 
 
+class Info:
+    """One series of value 1 whose labels say something about this process."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help_text: str, label: str) -> None:
+        self.name, self.help, self.label = name, help_text, label
+        self.value = ""
+
+    def set(self, value: str) -> None:
+        self.value = value
+
+    def lines(self) -> list[str]:
+        return [f"{self.name}{_labels((self.label,), (self.value,))} 1"]
+
+
 # -- what this process counts --------------------------------------------------------
 
 SUBMISSIONS_ACCEPTED = Counter(
@@ -167,8 +185,14 @@ PROBES = Counter("certhook_probes_total", "Probes run by the auditor, by outcome
 PROBE_DURATION = Histogram("certhook_probe_duration_seconds",
                            "How long each probe held its thread, in seconds.")
 PROBES_IN_FLIGHT = Gauge("certhook_probes_in_flight", "Probes running now.")
+RESULTS_DROPPED = Counter(
+    "certhook_probe_results_dropped_total",
+    "Probe results not recorded: the lease had passed to another node (or the target was"
+    " removed during the probe).")
+NODE = Info("certhook_node_info", "This process's node name among the nodes on one"
+            " database (always 1).", "node")
 _PROCESS: tuple[Any, ...] = (SUBMISSIONS_ACCEPTED, SUBMISSIONS_REFUSED, PROBES, PROBE_DURATION,
-                             PROBES_IN_FLIGHT)
+                             PROBES_IN_FLIGHT, RESULTS_DROPPED, NODE)
 
 
 # -- the per-target families ----------------------------------------------------------

@@ -16,6 +16,12 @@ over the limit is held until the window ends, then sent as one summary
 naming how many were held, with every held notice in it. Reminders: a
 target whose failure was notified and that still fails is reminded every
 ``notify_remind`` seconds after it entered the state.
+
+Several nodes on one database: the ``notifications`` table is an outbox
+that nodes *claim* one destination at a time (``Store.claim_notifications``,
+a lease of ``lease`` seconds), so no two nodes send the same row; a node
+dying between a delivery and marking it sent causes one resend after the
+lease (at-least-once across a crash, exactly-once otherwise).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = ["Notifier", "notices", "send_email", "send_webhook", "summary"]
 log = logging.getLogger("certhook.notify")
 
 _POLL = 5.0
+_ROUND = 50  # destinations delivered in one round, at most
 _FAILING = ("critical", "unknown", "warning")
 
 
@@ -113,8 +120,12 @@ class Notifier(Worker):
 
     thread_name = "certhook-notify"
 
-    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ServerConfig, clock: Callable[[], float] = time.time,
+                 node: str = "") -> None:
+        from certhook.server.audit import default_node
+
         self.config = config
+        self.node = node or config.node or default_node()
         self._clock = clock
         self.sent = 0
         self.failures = 0
@@ -145,6 +156,10 @@ class Notifier(Worker):
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))
         if db is not None:
+            try:  # claimed and not delivered: the other nodes need not wait for the lease
+                db.release_notifications(self.node)
+            except Exception:
+                log.exception("releasing the notification leases of node %s", self.node)
             db.close()
 
     # -- reminders --------------------------------------------------------------
@@ -185,10 +200,14 @@ class Notifier(Worker):
     # -- delivery ---------------------------------------------------------------
 
     def _deliver_due(self, db: store.Store) -> float:
-        for key in db.due_destinations(self._clock(), 50):
-            if self._stopping.is_set():
+        # One destination claimed at a time: its lease covers one delivery (an SMTP
+        # timeout at most), not a queue of them.
+        for _ in range(_ROUND):
+            now = self._clock()
+            claimed = db.claim_notifications(now, 1, self.node, now + self.config.lease)
+            if not claimed or self._stopping.is_set():
                 break
-            self._deliver(db, key)
+            self._deliver(db, claimed[0])
         nxt = db.next_notification()
         return _POLL if nxt is None else nxt - self._clock()
 
@@ -202,11 +221,10 @@ class Notifier(Worker):
             return None
         return recent[0] + period
 
-    def _deliver(self, db: store.Store, key: tuple[str, str, str]) -> None:
-        account, channel, destination = key
-        rows = db.pending(account, channel, destination)
-        if not rows:
-            return
+    def _deliver(self, db: store.Store, rows: list[store.Notification]) -> None:
+        """Deliver the claimed pending rows of one destination as one digest."""
+        account, channel, destination = rows[0].account, rows[0].channel, rows[0].destination
+        key = (account, channel, destination)
         ids = [row.id for row in rows]
         now = self._clock()
         until = self._limited_until(key, now)

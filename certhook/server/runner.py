@@ -15,7 +15,8 @@ import threading
 from typing import Any
 
 from certhook.errors import LocalError, UsageError
-from certhook.server.audit import Auditor, ProbeFunction
+from certhook.server import metrics
+from certhook.server.audit import Auditor, ProbeFunction, default_node
 from certhook.server.committer import GroupCommitter
 from certhook.server.config import ServerConfig
 from certhook.server.lineserver import LineServer
@@ -45,9 +46,12 @@ class AuditServer:
         if (config.tls_listen or config.https_listen) and not (config.tls_cert and config.tls_key):
             raise UsageError("a TLS listener needs tls_cert and tls_key")
         self.config = config
-        self.notifier = Notifier(config)
+        # this process among the nodes on one database: in the leases, logs and /metrics
+        self.node = config.node or default_node()
+        self.notifier = Notifier(config, node=self.node)
         self.auditor: Auditor | None = (
-            Auditor(config, probe_fn, on_notice=self.notifier.wake) if audit else None
+            Auditor(config, probe_fn, on_notice=self.notifier.wake, node=self.node)
+            if audit else None
         )
         self.committer = GroupCommitter(
             config.db, config.first_probe_delay,
@@ -76,6 +80,8 @@ class AuditServer:
 
     def _start(self) -> None:
         cfg = self.config
+        metrics.NODE.set(self.node)
+        log.info("node %s (lease %gs)", self.node, cfg.lease)
         self.committer.start()
         if cfg.line_listen or cfg.tls_listen:
             self._start_line()

@@ -110,6 +110,17 @@ class Store(abc.ABC):
         """Up to ``limit`` targets whose probe is due at ``now``, most overdue first."""
 
     @abc.abstractmethod
+    def claim_targets(self, now: float, limit: int, owner: str, until: float) -> list[Target]:
+        """Claim up to ``limit`` due targets for node ``owner`` until ``until``, most
+        overdue first, in one transaction: due at ``now`` and not leased (no lease, or
+        one that ended by ``now``). Two nodes never claim one target while its lease
+        holds; each claim ends at :meth:`record_probe` or :meth:`release_targets`."""
+
+    @abc.abstractmethod
+    def release_targets(self, owner: str, ids: Sequence[int] | None = None) -> None:
+        """End the leases of ``owner`` on ``ids`` (all of its leases for None), unprobed."""
+
+    @abc.abstractmethod
     def next_due(self, now: float) -> float | None:
         """When the next probe after ``now`` is due (None: none scheduled)."""
 
@@ -118,11 +129,15 @@ class Store(abc.ABC):
         """How long the latest probe of a target took (None: none yet)."""
 
     @abc.abstractmethod
-    def record_probe(self, target_id: int,
-                     decide: Callable[[Target], ProbeWrite]) -> tuple[Target, ProbeWrite] | None:
-        """Read the target, let ``decide`` evaluate it, write what it returns: one
-        transaction, no other writer between the read and the write. None if the
-        target is gone."""
+    def record_probe(self, target_id: int, decide: Callable[[Target], ProbeWrite],
+                     owner: str | None = None, started: float = 0.0
+                     ) -> tuple[Target, ProbeWrite] | None:
+        """Read the target, let ``decide`` evaluate it, write what it returns and end
+        its lease: one transaction, no other writer between the read and the write.
+        None if the target is gone or, with ``owner``, if the result no longer counts:
+        the lease is another node's (it claimed the target after ``owner``'s lease ran
+        out), or no lease is held and a result was recorded after ``started`` (the
+        probe's start): nothing is written, and the newer result stands."""
 
     # -- notifications ----------------------------------------------------------------
 
@@ -143,22 +158,36 @@ class Store(abc.ABC):
         """The unsent, not given up notifications of one destination, oldest first."""
 
     @abc.abstractmethod
+    def claim_notifications(self, now: float, limit: int, owner: str, until: float
+                            ) -> list[list[Notification]]:
+        """Claim for node ``owner`` until ``until`` the pending notifications of up to
+        ``limit`` destinations (account, channel, destination) that have one due at
+        ``now`` and none leased by another node: every pending, unleased row of each,
+        one list per destination, oldest first; one transaction. Each claim ends at
+        :meth:`mark_sent`, :meth:`mark_failed`, :meth:`hold_notifications` or
+        :meth:`release_notifications`."""
+
+    @abc.abstractmethod
+    def release_notifications(self, owner: str) -> None:
+        """End every lease of ``owner`` on notifications, unsent."""
+
+    @abc.abstractmethod
     def next_notification(self) -> float | None:
         """When the next pending notification is due (None: nothing pending)."""
 
     @abc.abstractmethod
     def hold_notifications(self, ids: Sequence[int], until: float) -> None:
-        """Postpone notifications to ``until`` (rate limit)."""
+        """Postpone notifications to ``until`` (rate limit); ends their leases."""
 
     @abc.abstractmethod
     def mark_sent(self, ids: Sequence[int], when: float) -> None:
-        """Notifications delivered at ``when``."""
+        """Notifications delivered at ``when``; ends their leases."""
 
     @abc.abstractmethod
     def mark_failed(self, ids: Sequence[int], retry_at: float, error: str, retries: int,
                     now: float) -> None:
         """A failed attempt: retried at ``retry_at``, given up (``failed``) once
-        ``retries`` attempts are made."""
+        ``retries`` attempts are made; ends their leases."""
 
     @abc.abstractmethod
     def notifications(self, account: str | None = None) -> list[Notification]:

@@ -57,6 +57,7 @@ class PostgresStore(SqlStore):
     """
 
     _FOR_UPDATE = " FOR UPDATE"
+    _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"  # a claim skips the rows another node is claiming
     _COLLATE = ' COLLATE "C"'
 
     def __init__(self, url: PostgresUrl, create: bool = True) -> None:

@@ -13,7 +13,9 @@ History: 1 is the first release's schema; 2 added the lineage's ACME
 server and renew_before_expiry (issue 10, ARI); 3 added key rotation and
 last use, muting, and the last good probe (issue 11); 4 the index of
 renewal events by lineage (issue 11's report page); 5 the chain served
-and the leaf's notBefore (the detail page) and the leases of several nodes.
+and the leaf's notBefore (the detail page), and the leases of several
+nodes on one database (issue 12: ``lease_owner``, ``lease_until`` on
+targets and notifications, and the index the claims read).
 
 Portable types (:data:`TYPES`): ``int`` (SQLite INTEGER, PostgreSQL
 bigint), ``real`` (REAL, double precision), ``text``, ``blob`` (BLOB,
@@ -170,6 +172,9 @@ TABLES: tuple[Table, ...] = (
         _c("muted_until", "real", since=3),  # still probed and shown, not notified
         _c("last_good", "real", since=3),  # the last probe that reached a usable certificate
         _c("chain", "text", since=5),  # the last chain served (certhook.server.chain)
+        # the node probing it now, and until when its lease holds (issue 12)
+        _c("lease_owner", "text", since=5),
+        _c("lease_until", "real", since=5),
     ), unique=(("account", "domain", "port", "protocol"),)),
     Table("results", (
         _c("id", "id"),
@@ -199,6 +204,9 @@ TABLES: tuple[Table, ...] = (
         _c("sent", "real"),
         _c("failed", "real"),
         _c("last_error", "text"),
+        # the node delivering it now, and until when its lease holds (issue 12)
+        _c("lease_owner", "text", since=5),
+        _c("lease_until", "real", since=5),
     )),
 )
 INDEXES: tuple[Index, ...] = (
@@ -208,6 +216,8 @@ INDEXES: tuple[Index, ...] = (
     # the time of a target's last renewal event on the report page (issue 11)
     Index("submissions_events", "submissions", ("account", "lineage", "time"), since=4,
           where="event IS NOT NULL"),
+    # the auditor's claim: due targets in next_probe order, the lease read from the index
+    Index("targets_claim", "targets", ("next_probe", "lease_until"), since=5),
 )
 # Run once when the step that adds the column runs on an existing database.
 BACKFILL: dict[tuple[str, str], str] = {

@@ -21,6 +21,7 @@ _UPDATE_TARGET = (
     " ELSE ? END, failures = ?, notified_state = ?, notified_days = ?, notified_for = ?,"
     " last_probe = ?, status = ?, reasons = ?, days_left = ?, not_after = ?, issuer = ?,"
     " served_fingerprint = ?, deployed = ?, address = ?, chain = coalesce(?, chain),"
+    " lease_owner = NULL, lease_until = NULL,"
     " next_probe = CASE WHEN last_submitted > ? OR next_probe > ?"
     " THEN (CASE WHEN next_probe IS NULL THEN NULL WHEN next_probe < ? THEN next_probe"
     " ELSE ? END) ELSE ? END WHERE id = ?")
@@ -31,12 +32,52 @@ _INSERT_NOTICE = ("INSERT INTO notifications (account, channel, destination, pay
 _PENDING = "sent IS NULL AND failed IS NULL"
 _DUE_DESTINATIONS = ("SELECT DISTINCT account, channel, destination FROM notifications"
                      " WHERE sent IS NULL AND failed IS NULL AND next_attempt <= ? LIMIT ?")
-_NEXT_NOTIFICATION = ("SELECT min(next_attempt) FROM notifications"
+# a row leased by another node is due again when its lease ends, not before
+_NEXT_NOTIFICATION = ("SELECT min(CASE WHEN lease_until > next_attempt THEN lease_until"
+                      " ELSE next_attempt END) FROM notifications"
                       " WHERE sent IS NULL AND failed IS NULL")
+# Leases (issue 12): a row is free when it has no lease or its lease ended by now.
+_FREE = "(lease_until IS NULL OR lease_until <= ?)"
+_CLAIM_TARGETS = ("next_probe IS NOT NULL AND next_probe <= ? AND " + _FREE)
+_LEASE = "UPDATE {} SET lease_owner = ?, lease_until = ? WHERE id = ?"
+# The destinations with a due, free row and no row leased by another node (whose
+# delivery is under way: the next digest of that destination waits for it).
+_CLAIM_DESTINATIONS = (
+    "SELECT account, channel, destination FROM notifications AS n"
+    " WHERE sent IS NULL AND failed IS NULL AND next_attempt <= ?"
+    " AND (lease_until IS NULL OR lease_until <= ?) AND NOT EXISTS ("
+    " SELECT 1 FROM notifications AS o WHERE o.account = n.account"
+    " AND o.channel = n.channel AND o.destination = n.destination"
+    " AND o.sent IS NULL AND o.failed IS NULL AND o.lease_until > ?) ORDER BY id LIMIT ?")
+_DESTINATION = f"account = ? AND channel = ? AND destination = ? AND {_PENDING}"
 
 
 class AuditMixin(SqlBase):
     """Due probes and their results; the notification outbox."""
+
+    #: Appended to a claim's SELECT. PostgreSQL's store sets ``" FOR UPDATE SKIP
+    #: LOCKED"``: nodes claiming at once skip each other's rows instead of waiting
+    #: (or claiming them twice). SQLite needs nothing: ``BEGIN IMMEDIATE`` takes the
+    #: database's write lock, so claims run one after the other.
+    _SKIP_LOCKED = ""
+
+    def claim_targets(self, now: float, limit: int, owner: str, until: float) -> list[Target]:
+        with self._transaction() as conn:
+            found = self._targets_where(_CLAIM_TARGETS, (now, now, limit),
+                                        "next_probe, id LIMIT ?" + self._SKIP_LOCKED, conn=conn)
+            self._executemany(conn, _LEASE.format("targets"),
+                              [(owner, until, t.id) for t in found])
+        return found
+
+    def release_targets(self, owner: str, ids: Sequence[int] | None = None) -> None:
+        with self._transaction() as conn:
+            if ids is None:
+                self._execute(conn, "UPDATE targets SET lease_owner = NULL, lease_until = NULL"
+                              " WHERE lease_owner = ?", (owner,))
+            else:
+                self._executemany(conn, "UPDATE targets SET lease_owner = NULL,"
+                                  " lease_until = NULL WHERE lease_owner = ? AND id = ?",
+                                  [(owner, i) for i in ids])
 
     def due_targets(self, now: float, limit: int) -> list[Target]:
         return self._targets_where("next_probe IS NOT NULL AND next_probe <= ?", (now, limit),
@@ -51,10 +92,14 @@ class AuditMixin(SqlBase):
                         " LIMIT 1", (target_id,))
         return None if row is None else row[0]
 
-    def record_probe(self, target_id: int,
-                     decide: Callable[[Target], ProbeWrite]) -> tuple[Target, ProbeWrite] | None:
+    def record_probe(self, target_id: int, decide: Callable[[Target], ProbeWrite],
+                     owner: str | None = None, started: float = 0.0
+                     ) -> tuple[Target, ProbeWrite] | None:
+        where, args = ("id = ?", [target_id]) if owner is None else (
+            "id = ? AND (lease_owner = ? OR (lease_owner IS NULL AND"
+            " (last_probe IS NULL OR last_probe < ?)))", [target_id, owner, started])
         with self._transaction() as conn:
-            found = self._targets_where("id = ?", (target_id,), conn=conn, lock=True)
+            found = self._targets_where(where, args, conn=conn, lock=True)
             if not found:
                 return None
             target = found[0]
@@ -107,9 +152,12 @@ class AuditMixin(SqlBase):
         rows = self._all(_DUE_DESTINATIONS, (now, limit))
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    def _notifications(self, where: str, args: Sequence[Any]) -> list[Notification]:
-        rows = self._all(f"SELECT {columns(NOTIFICATION_COLUMNS)} FROM notifications"  # noqa: S608
-                         f" WHERE {where} ORDER BY id", args)
+    def _notifications(self, where: str, args: Sequence[Any], conn: Any = None
+                       ) -> list[Notification]:
+        sql = (f"SELECT {columns(NOTIFICATION_COLUMNS)} FROM notifications"  # noqa: S608
+               f" WHERE {where} ORDER BY id")
+        rows = self._execute(conn if conn is not None else self._connection(), sql,
+                             args).fetchall()
         return [Notification(*r) for r in rows]
 
     def pending(self, account: str, channel: str, destination: str) -> list[Notification]:
@@ -121,26 +169,51 @@ class AuditMixin(SqlBase):
             return self._notifications("1 = 1", ())
         return self._notifications("account = ?", (account,))
 
+    def claim_notifications(self, now: float, limit: int, owner: str, until: float
+                            ) -> list[list[Notification]]:
+        out: list[list[Notification]] = []
+        with self._transaction() as conn:
+            rows = self._execute(conn, _CLAIM_DESTINATIONS + self._SKIP_LOCKED,
+                                 (now, now, now, limit)).fetchall()
+            for key in dict.fromkeys((str(a), str(c), str(d)) for a, c, d in rows):
+                self._execute(conn, "UPDATE notifications SET lease_owner = ?,"  # noqa: S608
+                              f" lease_until = ? WHERE {_DESTINATION} AND {_FREE}",
+                              (owner, until, *key, now))
+                claimed = self._notifications(f"{_DESTINATION} AND lease_owner = ?",
+                                              (*key, owner), conn)
+                if claimed:
+                    out.append(claimed)
+        return out
+
+    def release_notifications(self, owner: str) -> None:
+        with self._transaction() as conn:
+            self._execute(conn, "UPDATE notifications SET lease_owner = NULL, lease_until ="
+                          " NULL WHERE lease_owner = ? AND sent IS NULL AND failed IS NULL",
+                          (owner,))
+
     def next_notification(self) -> float | None:
         row = self._one(_NEXT_NOTIFICATION)
         return None if row is None or row[0] is None else float(row[0])
 
     def hold_notifications(self, ids: Sequence[int], until: float) -> None:
         with self._transaction() as conn:
-            self._executemany(conn, "UPDATE notifications SET next_attempt = ? WHERE id = ?",
+            self._executemany(conn, "UPDATE notifications SET next_attempt = ?,"
+                              " lease_owner = NULL, lease_until = NULL WHERE id = ?",
                               [(until, i) for i in ids])
 
     def mark_sent(self, ids: Sequence[int], when: float) -> None:
         with self._transaction() as conn:
             self._executemany(conn, "UPDATE notifications SET sent = ?,"
-                              " attempts = attempts + 1 WHERE id = ?", [(when, i) for i in ids])
+                              " attempts = attempts + 1, lease_owner = NULL, lease_until = NULL"
+                              " WHERE id = ?", [(when, i) for i in ids])
 
     def mark_failed(self, ids: Sequence[int], retry_at: float, error: str, retries: int,
                     now: float) -> None:
         with self._transaction() as conn:
             self._executemany(
                 conn, "UPDATE notifications SET attempts = attempts + 1, next_attempt = ?,"
-                " last_error = ?, failed = CASE WHEN attempts + 1 >= ? THEN ? END WHERE id = ?",
+                " last_error = ?, lease_owner = NULL, lease_until = NULL,"
+                " failed = CASE WHEN attempts + 1 >= ? THEN ? END WHERE id = ?",
                 [(retry_at, error, retries, now, i) for i in ids])
 
     def notification_counts(self) -> tuple[int, int]:
