@@ -1,6 +1,6 @@
 """A real PostgreSQL for the tests: Debian's, started on 127.0.0.1, a free port.
 
-Fixtures, for a test module that says ``pytest_plugins = ["pg"]``:
+Fixtures, for every test module (conftest.py imports them):
 
 - ``pg_cluster`` (session): a :class:`Cluster` with password (SCRAM)
   authentication only, a superuser ``postgres`` and the role ``certhook``
