@@ -1,6 +1,6 @@
 """A real PostgreSQL for the tests: Debian's, started on 127.0.0.1, a free port.
 
-Fixtures, for a test module that says ``pytest_plugins = ["pg"]``:
+Fixtures, for every test module (conftest.py imports them):
 
 - ``pg_cluster`` (session): a :class:`Cluster` with password (SCRAM)
   authentication only, a superuser ``postgres`` and the role ``certhook``
@@ -70,6 +70,7 @@ class Cluster:
         self.user = "certhook"
         self.password = "pw-" + secrets.token_urlsafe(12)  # tests look for it in messages
         self._proc: subprocess.Popen[bytes] | None = None
+        self.fsync = False  # the tests need no durability across a machine crash; a bench does
         self._runuser = need("runuser", "util-linux")
         self._exe = _postgres_bin("postgres")
         initdb = _postgres_bin("initdb")
@@ -106,7 +107,7 @@ class Cluster:
             self._proc = subprocess.Popen(
                 [self._runuser, "-u", "postgres", "--", self._exe, "-D", str(self.home / "data"),
                  "-k", str(self.home), "-h", self.host, "-p", str(self.port),
-                 "-c", "fsync=off", "-c", "max_connections=200"],
+                 "-c", f"fsync={'on' if self.fsync else 'off'}", "-c", "max_connections=200"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True,
             )
         deadline = time.monotonic() + timeout

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -204,6 +206,28 @@ def test_due_targets_record_probe_and_history(store: Store) -> None:
     assert retired is not None and store.targets_by_id([b.id]) == []
     assert len(store.notifications()) == 2
     assert store.record_probe(b.id, decide) is None  # gone
+
+
+def test_two_writers_of_one_target_see_each_other(store: Store) -> None:
+    """record_probe reads the target and writes from what it read: a second writer (another
+    node's auditor, say) waits for the first to commit, then reads its write, so no update
+    is lost (SQLite: BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR UPDATE)."""
+    [a] = _add(store, "alice", "a.example")
+    read: list[int] = []
+
+    def decide(row: Target) -> ProbeWrite:
+        read.append(row.failures)
+        time.sleep(0.3)  # the other writer starts meanwhile
+        return replace(_write(T0 + 10, status="unknown"), failures=row.failures + 1)
+
+    threads = [threading.Thread(target=store.record_probe, args=(a.id, decide))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(read) == [0, 1]
+    assert store.targets_by_id([a.id])[0].failures == 2
 
 
 def test_a_submission_during_a_probe_keeps_the_sooner_probe(store: Store) -> None:

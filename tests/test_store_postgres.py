@@ -21,7 +21,7 @@ from certhook.server.store.schema import INDEXES, TABLES, TYPES, VERSION
 if TYPE_CHECKING:
     from pg import Cluster
 
-pytest_plugins = ["pg"]  # the fixtures pg_cluster and pg_url
+# the fixtures pg_cluster and pg_url come from tests/pg.py, through conftest.py
 
 BIN = str(Path(sys.executable).parent / "certhook")
 
