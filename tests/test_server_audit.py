@@ -159,9 +159,6 @@ def test_concurrency_is_bounded_and_listeners_stay_responsive(
     assert peak[0] == 3
 
 
-@pytest.mark.sqlite_only("a race in the scheduler, wider on PostgreSQL's slower reads: a"
-                         " due row read before its probe finished is dispatched again, and"
-                         " that instant probe makes a slow target look fast (h5 report)")
 def test_waiting_probes_move_to_a_bounded_slow_lane_and_do_not_block_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
