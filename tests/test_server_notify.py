@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from server_helpers import (
     new_db,
     notifications,
     running,
+    targets,
     wait_until,
 )
 
@@ -179,6 +181,33 @@ def test_a_burst_is_one_grouped_message_per_channel_plus_the_held_summary(
     assert all("blocks" in body and body["text"] for body in slack.received)
     headers = [b["blocks"][0]["text"]["text"] for b in slack.received]
     assert sum(int(n) for h in headers for n in re.findall(r"(\d+) \w+", h)) == 206
+
+
+def test_two_nodes_remind_each_period_once(
+    tmp_path: Path, smtp: SmtpServer, webhook: WebhookReceiver,
+) -> None:
+    """Two nodes' notifiers on one database: a failure is reminded once a period, not once
+    a period per node (the period last reminded is in the database)."""
+    db, keys = new_db(tmp_path, "alice")
+    probe = FakeProbe({"svc.example": fake_result("ok")})
+    cfg = _cfg(db, _smtp_config(smtp), (webhook.url,), notify_remind=1.5,
+               notify_rate_limit=(0, 3600.0))
+    with running(replace(cfg, node="a"), probe_fn=probe) as first, \
+            running(replace(cfg, node="b"), probe_fn=probe, audit=False):
+        assert first.line_address
+        LineClient(first.line_address).ask(add_line(keys["alice"], "svc.example"))
+        wait_until(lambda: count(db, "targets", state="ok"))
+        probe.results["svc.example"] = DOWN
+        wait_until(lambda: sum(b["kind"] == "reminder" for b in webhook.received) >= 3,
+                   timeout=30, what="three reminders")
+        row = targets(db)[0]
+        queued = [n.created for n in notifications(db) if n.channel == "webhook"
+                  and json.loads(n.payload).get("kind") == "reminder"]
+    # one reminder a period: a reminder per node would queue two in a period (the digest
+    # of a group window would hide them in one message)
+    periods = [int((t - row["state_since"]) // 1.5) for t in queued]
+    assert len(queued) >= 3 and len(set(periods)) == len(periods), periods
+    assert webhook.received[0]["kind"] == "problem"
 
 
 def test_a_failing_target_is_reminded_not_every_probe(

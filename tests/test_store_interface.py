@@ -275,6 +275,17 @@ def test_failing_targets_for_reminders(store: Store) -> None:
     store.record_probe(b.id, lambda row: _write(T0 + 10))
     assert [t.domain for t in store.failing_targets(("critical",), T0 + 10)] == ["a.example"]
     assert store.failing_targets(("critical",), T0 + 9) == []
+    # one reminder a period, whichever node claims it first; a new state starts afresh
+    since = store.failing_targets(("critical",), T0 + 10)[0].state_since
+    remind = Notice("alice", "webhook", "w", "{}", T0 + 100, T0 + 100)
+    assert store.claim_reminder(a.id, since, T0 + 100, [remind]) is True
+    assert store.claim_reminder(a.id, since, T0 + 100, [remind]) is False  # another node
+    assert store.claim_reminder(a.id, since, T0 + 50, [remind]) is False  # an older period
+    assert store.claim_reminder(a.id, (since or 0) - 1, T0 + 200, [remind]) is False  # not now
+    assert store.claim_reminder(b.id, None, T0 + 200, [remind]) is False  # not notified
+    assert store.failing_targets(("critical",), T0 + 10)[0].reminded == T0 + 100
+    assert len([n for n in store.notifications("alice") if n.created == T0 + 100]) == 1
+    assert store.claim_reminder(a.id, since, T0 + 200, [remind]) is True  # the next period
 
 
 # -- targets: the lifecycle commands ------------------------------------------------------

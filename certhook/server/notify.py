@@ -130,11 +130,9 @@ class Notifier(Worker):
         self.sent = 0
         self.failures = 0
         self.held = 0  # notices held back by the rate limit, all told
-        self._started = clock()
         # per (account, channel, destination): when its recent messages went out
         self._recent: dict[tuple[str, str, str], deque[float]] = {}
         self._held: dict[tuple[str, str, str], set[int]] = {}
-        self._reminded: dict[int, int] = {}  # target id -> reminders sent for its state
         self._next_remind = 0.0
         self.outage = Outage("notifier", log)
         super().__init__()
@@ -165,25 +163,23 @@ class Notifier(Worker):
     # -- reminders --------------------------------------------------------------
 
     def _remind(self, db: store.Store) -> None:
-        """Queue a reminder for each target still failing ``remind`` after its last notice."""
+        """Queue a reminder for each target still failing ``remind`` after its last notice.
+
+        Reminder k of a state is due ``k * remind`` after the target entered it; the
+        database records the period last reminded, so that with several nodes (or after a
+        restart) each period is reminded once, and periods missed while no node ran are
+        not sent in a burst: only the current one is.
+        """
         every = self.config.notify_remind
         now = self._clock()
         if every <= 0 or now < self._next_remind:
             return
         self._next_remind = now + min(every / 4, 60.0)
-        failing = set()
-        queued: list[store.Notice] = []
         for row in db.failing_targets(_FAILING, now - every):
             since = row.state_since or 0.0
-            failing.add(row.id)
-            due = int((now - since) // every)
-            # after a restart, reminders missed while down are not sent in a burst
-            done = self._reminded.setdefault(
-                row.id, 0 if since >= self._started - every
-                else int((self._started - since) // every))
-            if due <= done:
-                continue
-            self._reminded[row.id] = due
+            period = since + every * ((now - since) // every)  # the current period's start
+            if row.reminded is not None and row.reminded >= period:
+                continue  # this period's reminder went out (from this node or another)
             payload = {
                 "kind": "reminder", "state": row.state, "account": row.account,
                 "domain": row.domain, "port": row.port, "protocol": row.protocol,
@@ -192,10 +188,8 @@ class Notifier(Worker):
                 "served_fingerprint": row.served_fingerprint,
                 "expected_fingerprint": row.expected_fingerprint, "time": now,
             }
-            queued += notices(self.config, row.account, payload, now)
-        db.enqueue(queued)  # one transaction (one fsync)
-        for gone in set(self._reminded) - failing:
-            del self._reminded[gone]
+            db.claim_reminder(row.id, row.state_since, period,
+                              notices(self.config, row.account, payload, now))
 
     # -- delivery ---------------------------------------------------------------
 

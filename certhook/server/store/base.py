@@ -150,6 +150,13 @@ class Store(abc.ABC):
         """Targets in one of ``states`` since ``since`` or before, and notified of it."""
 
     @abc.abstractmethod
+    def claim_reminder(self, target_id: int, state_since: float | None, period: float,
+                       notices: Sequence[Notice]) -> bool:
+        """Queue ``notices`` (a reminder) if no node has reminded the target of the state it
+        entered at ``state_since`` for the period starting at ``period`` yet, and record that
+        it has, in one transaction; whether this call did."""
+
+    @abc.abstractmethod
     def due_destinations(self, now: float, limit: int) -> list[tuple[str, str, str]]:
         """(account, channel, destination) with a notification due at ``now``."""
 

@@ -99,6 +99,7 @@ class Target(_Record):
     muted_until: float | None
     last_good: float | None
     chain: str | None = None  # the last chain served, as certhook.server.chain keeps it
+    reminded: float | None = None  # the start of the reminder period last reminded
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,9 @@ TABLES: tuple[Table, ...] = (
         # the node probing it now, and until when its lease holds (issue 12)
         _c("lease_owner", "text", since=5),
         _c("lease_until", "real", since=5),
+        # the start of the reminder period last reminded (state_since + k x remind): shared
+        # by the nodes, so a failure is reminded once a period however many there are
+        _c("reminded", "real", since=5),
     ), unique=(("account", "domain", "port", "protocol"),)),
     Table("results", (
         _c("id", "id"),

@@ -143,6 +143,19 @@ class AuditMixin(SqlBase):
             with self._transaction() as conn:
                 self._enqueue(conn, notices)
 
+    def claim_reminder(self, target_id: int, state_since: float | None, period: float,
+                       notices: Sequence[Notice]) -> bool:
+        same_state = "state_since IS NULL" if state_since is None else "state_since = ?"
+        args = [period, target_id] + ([] if state_since is None else [state_since])
+        with self._transaction() as conn:
+            cur = self._execute(conn, "UPDATE targets SET reminded = ? WHERE id = ?"  # noqa: S608
+                                f" AND {same_state} AND notified_state = state"
+                                " AND (reminded IS NULL OR reminded < ?)", [*args, period])
+            if cur.rowcount != 1:
+                return False
+            self._enqueue(conn, notices)
+        return True
+
     def failing_targets(self, states: Sequence[str], since: float) -> list[Target]:
         marks = ", ".join("?" * len(states))
         return self._targets_where(f"state IN ({marks}) AND notified_state = state"
