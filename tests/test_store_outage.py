@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 from server_helpers import (
@@ -131,3 +131,37 @@ def test_postgresql_stopped_and_started_under_load(
     assert len([r for r in paused if r.getMessage().startswith("writer:")]) == 1
     assert not [r for r in caplog.records if r.exc_info is not None]
     assert [r for r in caplog.records if "resumed" in r.getMessage()]
+
+
+def test_a_stopping_node_gives_back_its_leases_over_a_dropped_connection(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The notifier and the auditor give back their leases as they stop. A connection the
+    database dropped while it was restarting fails once (the next call reconnects): that is
+    retried, not a traceback; a database still down is one line; other errors are logged."""
+    from certhook.errors import StoreUnavailable
+    from certhook.server.outage import release_leases
+
+    log = logging.getLogger("certhook.test")
+    calls: list[int] = []
+
+    def flaky(failures: int, error: Exception) -> Callable[[], None]:
+        def release() -> None:
+            calls.append(1)
+            if len(calls) <= failures:
+                raise error
+        return release
+
+    down = StoreUnavailable("db = postgresql://certhook:***@127.0.0.1:1/x: unavailable")
+    with caplog.at_level(logging.WARNING, "certhook.test"):
+        release_leases("notifier", flaky(1, down), log)  # a dropped connection, then back
+        assert len(calls) == 2 and not caplog.records
+        calls.clear()
+        release_leases("notifier", flaky(5, down), log)  # still down
+        assert len(calls) == 2 and len(caplog.records) == 1
+        assert caplog.records[0].exc_info is None
+        assert "leases not given back" in caplog.records[0].getMessage()
+        assert "they end with their lease time" in caplog.records[0].getMessage()
+        caplog.clear()
+        calls.clear()
+        release_leases("auditor", flaky(5, RuntimeError("bug")), log)  # not an outage
+        assert len(calls) == 1 and caplog.records[0].exc_info is not None

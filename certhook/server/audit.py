@@ -52,7 +52,7 @@ from certhook.server import metrics, store
 from certhook.server.chain import summarize
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
-from certhook.server.outage import Outage
+from certhook.server.outage import Outage, release_leases
 from certhook.server.ssrf import forbidden_reason, make_guard
 from certhook.server.worker import Worker
 
@@ -141,6 +141,7 @@ class Auditor(Worker):
         self._backlog = 0  # due targets left waiting for a full lane in the last round
         self.dropped = 0  # results not recorded: the lease had passed to another node
         self._took: dict[int, float] = {}  # target -> seconds its last probe took
+        self._unrecorded: set[int] = set()  # probed under our lease, the result not recorded
         self._lock = threading.Lock()
         self._store: store.Store | None = None
         self._store_lock = threading.Lock()
@@ -156,10 +157,9 @@ class Auditor(Worker):
         with self._store_lock:
             db, self._store = self._store, None
         if db is not None:
-            try:  # probes cancelled unstarted: the other nodes need not wait for the lease
-                db.release_targets(self.node)
-            except Exception:
-                log.exception("releasing the leases of node %s", self.node)
+            # probes cancelled unstarted: the other nodes need not wait for the lease
+            release_leases(f"auditor of node {self.node}",
+                           lambda: db.release_targets(self.node), log)
             db.close()
 
     def _db(self) -> store.Store:
@@ -212,6 +212,15 @@ class Auditor(Worker):
         still its own when it is recorded (``Store.record_probe``)."""
         db = self._db()
         now = self._clock()
+        with self._lock:
+            unrecorded, self._unrecorded = self._unrecorded, set()
+        if unrecorded:  # probed, not recorded (the database was away): claimable again now,
+            try:        # not when their lease ends
+                db.release_targets(self.node, sorted(unrecorded))
+            except BaseException:
+                with self._lock:
+                    self._unrecorded |= unrecorded
+                raise
         room, next_move = self._rooms(time.monotonic())
         held: list[int] = []  # claimed, but their lane is full: released at the end
         looked = 0
@@ -283,8 +292,12 @@ class Auditor(Worker):
             self._record(target_id, result, started, took)
         except StoreUnavailable as exc:  # not recorded: it stays due, probed again later
             self.outage.failed(exc)
+            with self._lock:
+                self._unrecorded.add(target_id)
         except Exception:
             log.exception("auditing %s:%s", domain, port)
+            with self._lock:
+                self._unrecorded.add(target_id)
         finally:
             metrics.PROBES_IN_FLIGHT.dec()
             with self._lock:

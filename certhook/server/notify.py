@@ -41,7 +41,7 @@ from certhook.errors import StoreUnavailable
 from certhook.server import store
 from certhook.server.channels import FORMATS, Digest, parse_webhook, redact, render_email, summary
 from certhook.server.config import ServerConfig, SmtpConfig
-from certhook.server.outage import Outage
+from certhook.server.outage import Outage, release_leases
 from certhook.server.worker import Worker
 
 __all__ = ["Notifier", "notices", "send_email", "send_webhook", "summary"]
@@ -154,10 +154,9 @@ class Notifier(Worker):
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))
         if db is not None:
-            try:  # claimed and not delivered: the other nodes need not wait for the lease
-                db.release_notifications(self.node)
-            except Exception:
-                log.exception("releasing the notification leases of node %s", self.node)
+            # claimed and not delivered: the other nodes need not wait for the lease
+            release_leases(f"notifier of node {self.node}",
+                           lambda: db.release_notifications(self.node), log)
             db.close()
 
     # -- reminders --------------------------------------------------------------

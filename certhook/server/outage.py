@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
-__all__ = ["FIRST", "LONGEST", "Outage"]
+from certhook.errors import StoreUnavailable
+
+__all__ = ["FIRST", "LONGEST", "Outage", "release_leases"]
 
 FIRST = 0.5  # seconds before the first retry
 LONGEST = 30.0  # the longest pause between retries
@@ -53,3 +56,23 @@ class Outage:
             was, self._pause = self._pause, 0.0
         if was:
             self._log.warning("%s: resumed, the database answers again", self.who)
+
+
+def release_leases(who: str, release: Callable[[], None], log: logging.Logger) -> None:
+    """Give back a stopping node's leases, so that the other nodes need not wait for them.
+
+    A connection the database dropped while it was down fails once and is
+    reopened by the second try; a database still down gets one line (the leases
+    then end with their time), never a traceback.
+    """
+    for attempt in (1, 2):
+        try:
+            release()
+            return
+        except StoreUnavailable as exc:
+            if attempt == 2:
+                log.warning("%s: leases not given back (%s): they end with their lease time",
+                            who, exc)
+        except Exception:
+            log.exception("%s: giving back the leases", who)
+            return
