@@ -125,8 +125,10 @@ def test_bash_is_bounded_by_the_deadline(tmp_path: Path, live: Path) -> None:
         proc, elapsed = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live),
                                    RENEWED_DOMAINS=DOMAINS)
     assert proc.returncode == 0
-    assert elapsed < 6  # deadline 1 s, far below the default 10 s and a silent peer
-    assert proc.stderr.count("\n") == 1 and "did not answer" in proc.stderr
+    # the configured deadline, not the default 10 s, is the one applied (and said) ...
+    assert proc.stderr.count("\n") == 1 and "did not answer within 1 s" in proc.stderr
+    # ... and it ends: the silent peer would hold it until run_dropin's 60 s timeout
+    assert elapsed < 30
 
 
 @pytest.mark.parametrize("mode", ["garbage", "close", "unavailable", "echo-key"])
@@ -137,7 +139,7 @@ def test_bash_warns_once_and_never_shows_the_key(tmp_path: Path, live: Path,
                           spool_dir=str(tmp_path / "spool"))
         proc, elapsed = run_dropin(DEPLOY, conf, RENEWED_LINEAGE=str(live),
                                    RENEWED_DOMAINS=DOMAINS)
-    assert proc.returncode == 0 and elapsed < 6  # deadline 2 s (default 10 s)
+    assert proc.returncode == 0 and elapsed < 30  # deadline 2 s; a hang is 60 s
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("certhook deploy hook:")
     assert KEY not in proc.stderr
     assert len(Spool(str(tmp_path / "spool")).names()) == 1

@@ -102,7 +102,8 @@ def test_silent_server_times_out_at_the_deadline() -> None:
         with pytest.raises(RemoteTimeout) as caught:
             pump(port, seconds=0.5)
         elapsed = time.monotonic() - started
-    assert 0.45 <= elapsed < 10  # the 0.5 s deadline holds: not early, never a hang
+    # not early (load only makes it later); the upper bound only catches a hang
+    assert 0.45 <= elapsed < 30
     assert str(caught.value) == f"127.0.0.1:{port}: no smtp STARTTLS go-ahead before the deadline"
 
 

@@ -339,7 +339,7 @@ certhook_bash() {
             continue
         fi
         [ -n "$reply" ] && why="tcp://$host:$port answered: ${reply:0:200}"
-        [ -z "$why" ] && why="tcp://$host:$port did not answer (refused, closed or timed out)"
+        [ -z "$why" ] && why="tcp://$host:$port did not answer within ${certhook_deadline} s (refused, closed or timed out)"
         if [ "${reply#error syntax}" != "$reply" ]; then
             rejected=$((rejected + 1))
             if [ "$i" -lt ${#files[@]} ]; then
