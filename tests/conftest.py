@@ -69,6 +69,7 @@ BOTH_STORES = frozenset({
     "test_server_loop",
     "test_server_metrics",
     "test_server_nodes",
+    "test_server_vantages",
     "test_server_notify",
     "test_server_recheck",
     "test_server_report",

@@ -46,8 +46,10 @@ def populated(tmp_path: Path) -> str:
     hook = WebhookReceiver()
     probe = FakeProbe({"down.example": DOWN, "soon.example": fake_result("warning", days=5)})
     notify = AccountNotify(webhook=(hook.url,))
+    # bob's targets are probed from a vantage (this node's): rows in ``vantages`` too
     cfg = replace(config(db, failure_threshold=1, notify_backoff=0.1, interval=0.3),
-                  accounts={"alice": notify})
+                  accounts={"alice": notify}, account_vantages={"bob": ("here",)},
+                  vantage="here")
     try:
         with running(cfg, probe_fn=probe) as srv:
             assert srv.line_address and srv.http_address

@@ -245,9 +245,9 @@ def fake_result(status: str = "ok", fingerprint: str = "aa" * 32, days: int = 60
 class _Acceptor:
     """A TCP listener on loopback whose thread hands each connection to ``_accepted``."""
 
-    def __init__(self, host: str = "127.0.0.1", backlog: int = 50) -> None:
+    def __init__(self, host: str = "127.0.0.1", backlog: int = 50, port: int = 0) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.create_server((host, 0), family=family, backlog=backlog)
+        self.sock = socket.create_server((host, port), family=family, backlog=backlog)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
@@ -517,11 +517,11 @@ class ServeProcess:
 class ThreadedTlsServer(_Acceptor):
     """A TLS server on loopback, one thread per connection: many probes at once."""
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0) -> None:
         self.context = context
         self.handshakes = 0
         self._lock = threading.Lock()
-        super().__init__(backlog=512)
+        super().__init__(host, backlog=512, port=port)
 
     def _accepted(self, conn: socket.socket) -> None:
         threading.Thread(target=self._serve, args=(conn,), daemon=True).start()

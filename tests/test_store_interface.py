@@ -20,12 +20,15 @@ from server_helpers import fresh_db
 
 from certhook.errors import LocalError, UsageError
 from certhook.server.store import (
+    SILENT,
     Notice,
     ProbeWrite,
     Store,
     Submission,
     Target,
     TargetUpsert,
+    Vantage,
+    VantageWrite,
     hash_key,
     open_store,
 )
@@ -454,3 +457,87 @@ def test_claims_lease_each_notification_destination_to_one_node(store: Store) ->
     store.mark_failed([alice[0].id], T0 + 70, "refused", 5, T0 + 69)
     [retry] = store.claim_notifications(T0 + 70, 10, "n2", T0 + 130)
     assert [n.id for n in retry] == [alice[0].id]
+
+
+# -- vantages: each target probed from each named place (issue 12) ----------------------------
+
+def _vantage_write(name: str, now: float, state: str = "ok", nxt: float | None = None
+                   ) -> VantageWrite:
+    return VantageWrite(name, state, 0 if state == "ok" else 1, state, f"{name} reason",
+                        "cd" * 32, 1, 30, now + 30 * 86400, "127.0.0.2", now,
+                        now + 3600 if nxt is None else nxt)
+
+
+def test_vantages_are_given_claimed_and_recorded_per_vantage(store: Store) -> None:
+    a, b = _add(store, "alice", "a.example", "b.example")
+    [c] = _add(store, "carol", "c.example")
+    # alice's targets are probed from two places; carol's from any node, once
+    assert store.sync_vantages((), {"alice": ("eu", "us")}, T0 + 1) == 2
+    assert store.sync_vantages((), {"alice": ("eu", "us")}, T0 + 1) == 0  # done already
+    assert [v.vantage for v in store.vantages(a.id)] == ["eu", "us"]
+    assert store.vantages(c.id) == []
+    # a plain claim no longer takes them; each vantage's node claims its own row
+    assert [t.id for t in store.claim_targets(T0 + 2, 10, "n0", T0 + 120)] == [c.id]
+    assert [t.id for t in store.claim_vantages("eu", T0 + 2, 10, "n1", T0 + 120)] == [
+        a.id, b.id]
+    assert store.claim_vantages("eu", T0 + 2, 10, "n2", T0 + 120) == []  # leased
+    assert [t.id for t in store.claim_vantages("us", T0 + 2, 1, "n3", T0 + 120)] == [a.id]
+
+    def decide(row: Target, rows: list[Vantage]) -> ProbeWrite:
+        assert [v.vantage for v in rows] == ["eu", "us"]
+        return replace(_write(T0 + 10, "critical", "critical"), vantage="eu",
+                       vantages=(_vantage_write("eu", T0 + 10, "critical", T0 + 500),))
+
+    # recorded only under the vantage row's own lease
+    assert store.record_vantage_probe(a.id, decide, "eu", "n3", T0 + 5) is None
+    assert store.record_vantage_probe(a.id, decide, "eu", "n1", T0 + 5) is not None
+    [result] = store.recent_results(a.id)
+    assert (result.vantage, result.state) == ("eu", "critical")
+    eu, us = store.vantages(a.id)
+    assert (eu.state, eu.time, eu.next_probe, eu.lease_owner) == ("critical", T0 + 10,
+                                                                 T0 + 500, None)
+    assert (us.state, us.time, us.lease_owner) == ("unknown", None, "n3")
+    assert store.target(a.id).state == "critical"  # type: ignore[union-attr]
+    # a submission naming a target brings each vantage's probe forward, and adds rows
+    sub = _submission("alice", "again", T0 + 20,
+                      replace(_upsert("alice", "a.example", T0 + 20), vantages=("eu", "ap")))
+    assert store.commit_batch([], [sub]) == [True]
+    rows = {v.vantage: v for v in store.vantages(a.id)}
+    assert rows["eu"].next_probe == T0 + 20 and rows["ap"].next_probe == T0 + 20
+    # a recheck too; releasing gives a vantage's row back at once
+    store.release_targets("n3", [a.id])
+    assert store.mark_due("alice", "b.example", None, None, T0 + 30)
+    assert {v.next_probe for v in store.vantages(b.id)} == {T0 + 30}
+    assert [t.id for t in store.claim_vantages("us", T0 + 30, 10, "n1", T0 + 150)] == [
+        a.id, b.id]
+    # the configuration no longer names them: rows gone, plain claims take them again
+    assert store.sync_vantages((), {}, T0 + 40) == 2
+    assert store.vantages(a.id) == []
+    assert {t.id for t in store.claim_targets(T0 + 200, 10, "n0", T0 + 300)} >= {a.id, b.id}
+    store.remove_targets([a.id])
+    assert store.target(a.id) is None
+
+
+def test_a_silent_vantage_is_found_once(store: Store) -> None:
+    [a] = _add(store, "alice", "a.example")
+    store.sync_vantages(("eu", "us"), {}, T0)
+    # due at T0; at T0 + 100, the rows due before T0 + 50 that no probe holds
+    assert store.silent_vantages(T0 - 1, T0 + 100, 10) == []
+    assert sorted(store.silent_vantages(T0 + 50, T0 + 100, 10)) == [(a.id, "eu"), (a.id, "us")]
+    store.claim_vantages("eu", T0 + 100, 10, "n1", T0 + 220)  # a probe under way
+    assert store.silent_vantages(T0 + 50, T0 + 100, 10) == [(a.id, "us")]
+
+    def silent(row: Target, rows: list[Vantage]) -> ProbeWrite | None:
+        us = next(v for v in rows if v.vantage == "us")
+        if us.status == SILENT:
+            return None  # found by another node meanwhile: nothing written
+        mark = replace(_vantage_write("us", T0 + 100, "unknown"), status=SILENT, time=None,
+                       next_probe=None)
+        return replace(_write(T0 + 100, "unknown", "unknown"), result=False, vantages=(mark,))
+
+    assert store.record_vantage_probe(a.id, silent) is not None
+    assert store.record_vantage_probe(a.id, silent) is None
+    assert store.recent_results(a.id) == []  # no probe ran: no result
+    us = store.vantages(a.id)[1]
+    assert (us.status, us.state, us.next_probe, us.time) == (SILENT, "unknown", T0, None)
+    assert store.silent_vantages(T0 + 50, T0 + 100, 10) == []

@@ -123,7 +123,7 @@ def test_copy_refuses_a_non_empty_postgresql(tmp_path: Path, pg_url: str,
     err = capsys.readouterr().err
     assert err == (f"certhook db: {dburl.redacted(pg_url)}: not empty (notifications has"
                    " rows): db copy writes only into an empty database\n")
-    assert [len(v) for v in rows(pg_url).values()] == [0, 0, 0, 0, 1]
+    assert {name: len(v) for name, v in rows(pg_url).items() if v} == {"notifications": 1}
 
 
 def test_a_failed_copy_leaves_the_target_untouched(tmp_path: Path, pg_url: str,

@@ -40,6 +40,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -54,6 +55,8 @@ from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
 from certhook.server.outage import Outage, release_leases
 from certhook.server.ssrf import forbidden_reason, make_guard
+from certhook.server.store.records import SILENT
+from certhook.server.vantage import is_silent, merge, silent_write
 from certhook.server.worker import Worker
 
 __all__ = ["FAST_BUDGET", "POLL", "SLOW_PER_FAST", "Auditor", "ProbeFunction", "backoff",
@@ -75,6 +78,7 @@ WAITING_RECHECK = 60.0
 _REFUSED = "not probed: "
 _FAST, _SLOW = "fast", "slow"
 _MAX_FETCH = 1 << 16  # due rows looked at in one round, at most
+_SILENT_BATCH = 256  # vantages found silent in one look, at most
 
 
 class _Flight:
@@ -149,6 +153,8 @@ class Auditor(Worker):
         self.probes = 0
         self.moved = 0  # probes moved from the fast lane to the slow one
         self.outage = Outage("auditor", log)
+        self._next_silent = 0.0  # when to look for vantages that stopped reporting
+        self._synced = False  # the targets given their accounts' vantages at start
         super().__init__()
 
     def stop(self) -> None:
@@ -212,6 +218,11 @@ class Auditor(Worker):
         still its own when it is recorded (``Store.record_probe``)."""
         db = self._db()
         now = self._clock()
+        if not self._synced:  # the vantages named in this node's configuration
+            changed = db.sync_vantages(self.config.vantages, self.config.account_vantages, now)
+            if changed:
+                log.info("vantages: %d targets given their account's vantages", changed)
+            self._synced = True
         with self._lock:
             unrecorded, self._unrecorded = self._unrecorded, set()
         if unrecorded:  # probed, not recorded (the database was away): claimable again now,
@@ -223,36 +234,51 @@ class Auditor(Worker):
                 raise
         room, next_move = self._rooms(time.monotonic())
         held: list[int] = []  # claimed, but their lane is full: released at the end
-        looked = 0
         try:
-            while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
-                # as many as the lanes can start: a target goes to the slow lane only if
-                # its last probe was slow, so the slow lane's room counts up to the
-                # slow targets known (a claim held back costs two writes)
-                with self._lock:
-                    slow = sum(1 for took in self._took.values() if took >= FAST_BUDGET)
-                limit = room[_FAST] + min(room[_SLOW], slow)
-                if limit <= 0:
-                    break
-                rows = db.claim_targets(now, limit, self.node, now + self.config.lease)
-                looked += len(rows)
-                for row in rows:
-                    lane = self._dispatch(row, room)
-                    if lane == _FAST:  # look again when its budget is spent
-                        next_move = min(next_move, FAST_BUDGET)
-                    elif lane is None:
-                        held.append(row.id)
-                # Due targets waiting for a full lane stay claimed while the claim looks
-                # further (for the lane with room), boundedly; then they are released.
-                if room[_FAST] <= 0 or len(rows) < limit or looked >= _MAX_FETCH:
-                    break
+            next_move = self._claim(lambda limit: db.claim_targets(
+                now, limit, self.node, now + self.config.lease), room, held, next_move)
+            if self.config.vantage:  # the targets probed from this node's vantage
+                next_move = self._claim(lambda limit: db.claim_vantages(
+                    self.config.vantage, now, limit, self.node, now + self.config.lease),
+                    room, held, next_move)
         finally:
             if held:
                 db.release_targets(self.node, held)
+        if self.config.uses_vantages:
+            self._find_silent(db, now)
         self._backlog = len(held)
         nxt = db.next_due(now)
         due = POLL if nxt is None else nxt - now
         return min(due, next_move)
+
+    def _claim(self, claim: Callable[[int], list[store.Target]], room: dict[str, int],
+               held: list[int], next_move: float) -> float:
+        """Claim due targets with ``claim(limit)`` while the lanes have room and start
+        them; those claimed for a full lane go to ``held``. The seconds until the next
+        fast probe's budget is spent."""
+        looked = 0
+        while room[_FAST] > 0 or room[_SLOW] > 0:  # only the fast lane looks further
+            # as many as the lanes can start: a target goes to the slow lane only if
+            # its last probe was slow, so the slow lane's room counts up to the
+            # slow targets known (a claim held back costs two writes)
+            with self._lock:
+                slow = sum(1 for took in self._took.values() if took >= FAST_BUDGET)
+            limit = room[_FAST] + min(room[_SLOW], slow)
+            if limit <= 0:
+                break
+            rows = claim(limit)
+            looked += len(rows)
+            for row in rows:
+                lane = self._dispatch(row, room)
+                if lane == _FAST:  # look again when its budget is spent
+                    next_move = min(next_move, FAST_BUDGET)
+                elif lane is None:
+                    held.append(row.id)
+            # Due targets waiting for a full lane stay claimed while the claim looks
+            # further (for the lane with room), boundedly; then they are released.
+            if room[_FAST] <= 0 or len(rows) < limit or looked >= _MAX_FETCH:
+                break
+        return next_move
 
     def _took_for(self, target_id: int) -> float:
         took = self._took.get(target_id)
@@ -274,11 +300,12 @@ class Auditor(Worker):
             room[lane] -= 1
             self._inflight[target_id] = _Flight(lane, time.monotonic())
         self._pool.submit(self._audit, target_id, row.domain, row.port, row.protocol,
-                          row.acme_server, row.renew_before)
+                          row.acme_server, row.renew_before, bool(row.vantages))
         return lane
 
     def _audit(self, target_id: int, domain: str, port: int, protocol: str,
-               acme_server: str | None = None, renew_before: int | None = None) -> None:
+               acme_server: str | None = None, renew_before: int | None = None,
+               vantaged: bool = False) -> None:
         metrics.PROBES_IN_FLIGHT.inc()
         try:
             started, begun = self._clock(), time.monotonic()
@@ -289,7 +316,10 @@ class Auditor(Worker):
                 self._took[target_id] = took
             metrics.PROBES.inc(str(result.status))
             metrics.PROBE_DURATION.observe(took)
-            self._record(target_id, result, started, took)
+            if vantaged:
+                self._record_vantage(target_id, result, started, took)
+            else:
+                self._record(target_id, result, started, took)
         except StoreUnavailable as exc:  # not recorded: it stays due, probed again later
             self.outage.failed(exc)
             with self._lock:
@@ -346,12 +376,7 @@ class Auditor(Worker):
 
         def decide(row: store.Target) -> store.ProbeWrite:
             # inside the store's transaction: no other writer between this read and the write
-            before = TargetState(
-                state=row.state, failures=row.failures, notified_state=row.notified_state,
-                notified_days=frozenset(x for x in row.notified_days.split(",") if x),
-                notified_for=row.notified_for, expected_fingerprint=row.expected_fingerprint,
-                expected_since=row.expected_since, last_event=row.last_event,
-            )
+            before = _state_of(row)
             ev = evaluate(before, result, now, cfg.grace, cfg.failure_threshold,
                           cfg.expiry_notices)
             seen.append((before, ev))
@@ -361,6 +386,99 @@ class Auditor(Worker):
 
         done = self._db().record_probe(target_id, decide, owner=self.node,
                                          started=started)
+        self._recorded(target_id, done, seen)
+
+    def _record_vantage(self, target_id: int, result: Any, started: float,
+                        took: float) -> None:
+        """Record a probe made from this node's vantage: the vantage's own verdict (its
+        failures confirmed as for a target seen from one place), and the target's, the
+        worst of its vantages' (``vantage.py``)."""
+        cfg, vantage = self.config, self.config.vantage
+        now = self._clock()
+        seen: list[tuple[TargetState, Evaluation]] = []
+
+        def decide(row: store.Target, rows: list[store.Vantage]) -> store.ProbeWrite:
+            base = _state_of(row)
+            mine = next(v for v in rows if v.vantage == vantage)  # the lease was checked
+            ev = evaluate(replace(base, state=mine.state, failures=mine.failures), result,
+                          now, cfg.grace, cfg.failure_threshold, cfg.expiry_notices)
+            address = getattr(result, "address", None)
+            own = store.VantageWrite(
+                vantage, ev.state, ev.failures, ev.status, "\n".join(ev.reasons),
+                ev.served_fingerprint, None if ev.deployed is None else int(ev.deployed),
+                ev.days_left, ev.not_after, None if address is None else str(address), now,
+                self._next_probe(ev, now))
+            merged, writes, nxt = self._merge(base, ev, rows, now, own)
+            seen.append((base, merged))
+            if _retire(cfg, row, ev, now):
+                return self._retire(row, ev, now)
+            write = self._write(row, merged, result, now, started, took)
+            return replace(write, next_probe=nxt, vantage=vantage, vantages=tuple(writes))
+
+        done = self._db().record_vantage_probe(target_id, decide, vantage, self.node, started)
+        self._recorded(target_id, done, seen)
+
+    def _merge(self, base: TargetState, ev: Evaluation, rows: Sequence[store.Vantage],
+               now: float, own: store.VantageWrite | None = None
+               ) -> tuple[Evaluation, list[store.VantageWrite], float]:
+        """The target's evaluation from its vantages (``ev`` is the latest probe's, or the
+        target's own when no probe ran), the vantage rows to write (``own``, and those
+        found silent now) and the target's next probe (its vantages' earliest)."""
+        mine = own.vantage if own is not None else None
+        silent = [silent_write(v) for v in rows if v.vantage != mine and v.status != SILENT
+                  and is_silent(v, now, self.config.vantage_silent)]
+        views: dict[str, Any] = {v.vantage: v for v in rows}
+        views.update({w.vantage: w for w in silent})
+        if own is not None:
+            views[own.vantage] = own
+        writes = ([own] if own is not None else []) + silent
+        nxt = [float(v.next_probe) for v in views.values()
+               if v.next_probe is not None and v.status != SILENT]
+        soonest = min(nxt) if nxt else now + self.config.interval
+        m = merge(base, list(views.values()))
+        if m is None:  # nothing known from any vantage yet: the probe's verdict stands
+            return ev, writes, soonest
+        notices = [n for n in ev.notices if n.get("kind") == "expiry"]
+        if m.notice is not None:
+            notices.append(m.notice)
+        failures = max([ev.failures, *(v.failures for v in views.values())])
+        return replace(ev, status=m.status, reasons=m.reasons, state=m.state,
+                       failures=failures, deployed=m.deployed, days_left=m.days_left,
+                       not_after=m.not_after, notified_state=m.notified_state,
+                       not_deployed=m.not_deployed, notices=notices), writes, soonest
+
+    def _find_silent(self, db: store.Store, now: float) -> None:
+        """Find the vantages that stopped reporting (``vantage_silent`` past a probe due
+        from them): each is a finding on its target, written once, by one node."""
+        if now < self._next_silent:
+            return
+        self._next_silent = now + min(30.0, self.config.vantage_silent / 2)
+        found = db.silent_vantages(now - self.config.vantage_silent, now, _SILENT_BATCH)
+        for target_id in dict.fromkeys(target for target, _ in found):
+            seen: list[tuple[TargetState, Evaluation]] = []
+
+            def decide(row: store.Target, rows: list[store.Vantage],
+                       seen: list[tuple[TargetState, Evaluation]] = seen
+                       ) -> store.ProbeWrite | None:
+                base = _state_of(row)
+                ev = _as_evaluation(row, base)
+                merged, writes, nxt = self._merge(base, ev, rows, now)
+                if not writes:  # reported meanwhile, or found silent by another node
+                    return None
+                seen.append((base, merged))
+                for w in writes:
+                    log.warning("%s %s:%d/%s: %s", row.account, row.domain, row.port,
+                                row.protocol, w.reasons)
+                write = self._write(row, merged, None, now, now, 0.0)
+                return replace(write, next_probe=nxt, address=row.address, good=False,
+                               keep=0, result=False, vantages=tuple(writes))
+
+            self._recorded(target_id, db.record_vantage_probe(target_id, decide), seen)
+
+    def _recorded(self, target_id: int,
+                  done: tuple[store.Target, store.ProbeWrite] | None,
+                  seen: list[tuple[TargetState, Evaluation]]) -> None:
+        """Log what a write did (a state change, a dropped result) and wake the notifier."""
         if done is None:  # removed meanwhile, or another node took it over after the lease
             if seen:
                 return
@@ -368,7 +486,7 @@ class Auditor(Worker):
             metrics.RESULTS_DROPPED.inc()
             log.warning("node %s: result for target %d dropped: removed meanwhile, or its"
                         " lease (%gs) ran out and another node probes it", self.node,
-                        target_id, cfg.lease)
+                        target_id, self.config.lease)
             return
         row, write = done
         before, ev = seen[-1]
@@ -466,6 +584,26 @@ _GOOD = ("ok", "warning")
 def _not_before(result: Any) -> float | None:
     leaf = getattr(result, "leaf", None)
     return None if leaf is None else float(leaf.not_valid_before_utc.timestamp())
+
+
+def _state_of(row: store.Target) -> TargetState:
+    """What the evaluation needs of a target's row."""
+    return TargetState(
+        state=row.state, failures=row.failures, notified_state=row.notified_state,
+        notified_days=frozenset(x for x in row.notified_days.split(",") if x),
+        notified_for=row.notified_for, expected_fingerprint=row.expected_fingerprint,
+        expected_since=row.expected_since, last_event=row.last_event,
+    )
+
+
+def _as_evaluation(row: store.Target, state: TargetState) -> Evaluation:
+    """The target's last verdict as an evaluation: what stands when no probe ran."""
+    return Evaluation(
+        status=row.status or "unknown", reasons=row.reasons.splitlines(), state=row.state,
+        failures=row.failures, deployed=None if row.deployed is None else bool(row.deployed),
+        served_fingerprint=row.served_fingerprint, days_left=row.days_left,
+        not_after=row.not_after, issuer=row.issuer, notified_state=row.notified_state,
+        notified_days=state.notified_days, notified_for=row.notified_for)
 
 
 def _muted(row: store.Target, now: float) -> bool:

@@ -105,8 +105,11 @@ class BatchWriter:
                  on_commit: Callable[[], None] | None = None,
                  max_ports: int = ServerConfig.max_ports_per_submission,
                  max_targets: int = ServerConfig.max_targets_per_account,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 vantages: Callable[[str], tuple[str, ...]] | None = None) -> None:
         self._store = store.open_store(db_path)  # LocalError now, not in a thread later
+        # the vantages an account's targets are probed from (ServerConfig.vantages_for)
+        self._vantages = vantages or (lambda account: ())
         # current keys, and old ones until their overlap ends (by ``clock``)
         self._keys = store.KeyCache(self._store, clock)
         self._delay = first_probe_delay
@@ -194,6 +197,7 @@ class BatchWriter:
         assert job.account is not None
         pairs = _port_protocols(req)
         rows = []
+        vantages = self._vantages(job.account)
         for domain in req.domains:
             wildcard = domain.startswith("*.")
             for port, protocol in pairs:
@@ -202,7 +206,7 @@ class BatchWriter:
                     req.fingerprint, now if req.fingerprint else None,
                     None if wildcard else now + self._delay,
                     "a wildcard name: nothing to connect to" if wildcard else "",
-                    req.acme_server, req.renew_before,
+                    req.acme_server, req.renew_before, () if wildcard else vantages,
                 ))
         return rows
 
@@ -293,8 +297,10 @@ class GroupCommitter:
         on_commit: Callable[[], None] | None = None,
         max_ports: int = ServerConfig.max_ports_per_submission,
         max_targets: int = ServerConfig.max_targets_per_account,
+        vantages: Callable[[str], tuple[str, ...]] | None = None,
     ) -> None:
         self._args = (db_path, first_probe_delay, on_commit, max_ports, max_targets)
+        self._vantages = vantages
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._writer: BatchWriter | None = None
         self._thread = threading.Thread(target=self._run, name="certhook-writer", daemon=True)
@@ -318,7 +324,7 @@ class GroupCommitter:
 
     def start(self) -> None:
         """Open the database (LocalError if it cannot be) and start the writer thread."""
-        self._writer = BatchWriter(*self._args)
+        self._writer = BatchWriter(*self._args, vantages=self._vantages)
         self._thread.start()
 
     def stop(self) -> None:

@@ -189,6 +189,14 @@ class ServerConfig:
     # name -> address to connect to instead of resolving the name (SNI and the
     # name check still use the name); the SSRF guard checks the address.
     resolve: tuple[tuple[str, str], ...] = ()
+    # Vantage points (issue 12): this node's name as a vantage ("": none), the vantages
+    # every account's targets are probed from ([account NAME] vantages overrides it;
+    # none: from any node, once), and how long past its due time a vantage may go
+    # without a result before that is a finding (its node has stopped).
+    vantage: str = ""
+    vantages: tuple[str, ...] = ()
+    account_vantages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    vantage_silent: float = 900.0
     history_keep: int = 500
     # a target no submission has named for this long, and that has failed
     # (critical or unknown) for as long, is removed with one notice; 0: never
@@ -211,6 +219,15 @@ class ServerConfig:
 
     def notify_for(self, account: str) -> AccountNotify:
         return self.accounts.get(account, self.notify_default)
+
+    def vantages_for(self, account: str) -> tuple[str, ...]:
+        """The vantages the targets of ``account`` are probed from (none: any node)."""
+        return self.account_vantages.get(account, self.vantages)
+
+    @property
+    def uses_vantages(self) -> bool:
+        """Whether any account's targets are probed from vantages."""
+        return bool(self.vantages) or any(self.account_vantages.values())
 
     def with_overrides(self, **changes: Any) -> ServerConfig:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -313,6 +330,28 @@ def _lease(text: str) -> float:
     if value < 1:
         raise ValueError(f"{text.strip()[:20]!r} is shorter than one second")
     return value
+
+
+_VANTAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,39}")
+
+
+def _vantage(text: str) -> str:
+    """A vantage name: letters, digits, dots and dashes, up to 40 (``eu-west``)."""
+    value = text.strip()
+    if value and not _VANTAGE.fullmatch(value):
+        raise ValueError(f"{value[:20]!r} is not a vantage name (letters, digits, . and -,"
+                         " up to 40 characters)")
+    return value
+
+
+def _vantages(text: str) -> tuple[str, ...]:
+    """``eu-west, us-east``; ``none``: probed from any node, once."""
+    if text.strip().lower() in ("", "none", "off"):
+        return ()
+    names = tuple(dict.fromkeys(_vantage(name) for name in _list(text)))
+    if len(names) > 16:
+        raise ValueError("more than 16 vantages")
+    return names
 
 
 def _optional(text: str) -> str | None:
@@ -433,6 +472,9 @@ _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
     "ca_file": _optional,
     "allow_networks": _networks_value,
     "resolve": _resolve_value,
+    "vantage": _vantage,
+    "vantages": _vantages,
+    "vantage_silent": _lease,
     "history_keep": _count,  # 0 keeps every result
     "retire_after": _duration,  # 0 never retires
     "ari": _ari,
@@ -449,13 +491,17 @@ _SMTP_KEYS: dict[str, Callable[[str], Any]] = {
     "timeout": _duration,
     "ca_file": _optional,
 }
-_ACCOUNT_KEYS: dict[str, Callable[[str], Any]] = {
+_CHANNEL_KEYS: dict[str, Callable[[str], Any]] = {
     "email": _list,
     "webhook": _webhooks,
     "log": _bool,
 }
+_ACCOUNT_KEYS: dict[str, Callable[[str], Any]] = {
+    **_CHANNEL_KEYS,
+    "vantages": _vantages,  # overrides [audit] vantages for this account
+}
 _NOTIFY_KEYS: dict[str, Callable[[str], Any]] = {
-    **_ACCOUNT_KEYS,
+    **_CHANNEL_KEYS,
     "retries": _count,
     "backoff": _duration,
     "group_window": _duration,
@@ -541,8 +587,9 @@ def load_config(path: str | os.PathLike[str] | None) -> ServerConfig:
         default = _account(notify, default)
         values.update({k: v for k, v in notify.items() if k.startswith("notify_")})
     values["notify_default"] = default
-    values["accounts"] = {
-        section.split(None, 1)[1].strip(): _account(_read(ini, section), default)
-        for section in ini if _kind(section) == ACCOUNT
-    }
+    accounts = {section.split(None, 1)[1].strip(): _read(ini, section)
+                for section in ini if _kind(section) == ACCOUNT}
+    values["accounts"] = {name: _account(read, default) for name, read in accounts.items()}
+    values["account_vantages"] = {name: read["vantages"] for name, read in accounts.items()
+                                  if "vantages" in read}
     return replace(ServerConfig(), **values)

@@ -36,7 +36,7 @@ from certhook.probe.lifetime import DEFAULT_NOTICES, Threshold
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["WAITING", "Evaluation", "TargetState", "evaluate", "waiting_reason"]
+__all__ = ["WAITING", "Evaluation", "TargetState", "evaluate", "notice_kind", "waiting_reason"]
 
 #: The state of a target whose renewed certificate is not served yet, within the grace.
 WAITING = "waiting"
@@ -141,7 +141,7 @@ def _deployment(target: TargetState, served: str | None, now: float, grace: floa
         f" {expected[:16]}..."))
 
 
-def _notice_kind(target: TargetState, state: str, not_deployed: bool) -> str | None:
+def notice_kind(target: TargetState, state: str, not_deployed: bool) -> str | None:
     """The notice a newly confirmed ``state`` calls for, if any."""
     if state == target.notified_state or state == WAITING:
         return None
@@ -241,7 +241,7 @@ def evaluate(
         lifetime_seconds=getattr(result, "lifetime_seconds", None),
     )
     if confirmed:
-        kind = _notice_kind(target, state, dep.not_deployed)
+        kind = notice_kind(target, state, dep.not_deployed)
         if kind is not None:
             ev.notices.append({"kind": kind, "state": state,
                                "previous": target.notified_state or "new"})

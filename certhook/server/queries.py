@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from certhook.errors import ParseError
-from certhook.server.store import SEVERITY, Cursor, ReportRow, Result, Store, Target
+from certhook.server.store import SEVERITY, Cursor, ReportRow, Result, Store, Target, Vantage
 
 __all__ = [
     "GROUPINGS",
@@ -40,6 +40,7 @@ __all__ = [
     "state_counts",
     "target_json",
     "target_page",
+    "vantage_json",
 ]
 
 PAGE_DEFAULT = 100  # targets per page of GET /api/v1/domains
@@ -130,6 +131,18 @@ def target_json(row: Target, now: float | None = None) -> dict[str, Any]:
         "consecutive_failures": row.failures,
         "muted_until": iso(muted) if muted is not None and muted > (
             time.time() if now is None else now) else None,
+        "vantages": [v for v in row.vantages.split(",") if v],  # probed from each (issue 12)
+    }
+
+
+def vantage_json(v: Vantage) -> dict[str, Any]:
+    """One vantage of a target with its latest verdict, as the domain history shows it."""
+    return {
+        "vantage": v.vantage, "state": v.state, "status": v.status,
+        "reasons": [r for r in v.reasons.split("\n") if r], "last_probe": iso(v.time),
+        "next_probe": iso(v.next_probe), "fingerprint": v.fingerprint,
+        "deployed": _deployed(v.deployed), "days_left": v.days_left,
+        "not_after": iso(v.not_after), "address": v.address,
     }
 
 
@@ -144,6 +157,8 @@ def domain_history(
     rows, cursor = target_page(db, account, targets, after, domain=domain)
     for row in rows:
         item = target_json(row)
+        if row.vantages:
+            item["vantage_states"] = [vantage_json(v) for v in db.vantages(row.id)]
         item["history"] = [
             {
                 "time": iso(r.time),
@@ -157,6 +172,7 @@ def domain_history(
                 "deployed": _deployed(r.deployed),
                 "address": r.address,
                 "elapsed": r.elapsed,
+                "vantage": r.vantage,
             }
             for r in recent_results(db, row.id, limit)
         ]

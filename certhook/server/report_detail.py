@@ -50,6 +50,16 @@ ADVICE: tuple[tuple[str, str, str], ...] = (
     ("renewal overdue", "the certificate is past the point where certbot renews it.",
      "check certbot's timer and its log; renew by hand."),
     ("revoked", "the CA revoked the certificate.", "renew at once and reload the service."),
+    ("no result from vantage",
+     "the node that probes from this vantage has stopped reporting: it is down, or cut off"
+     " from the database; what that place sees now is unknown.",
+     "check certhook serve on the node with this [audit] vantage (systemctl status"
+     " certhook-server, its log) and its connection to the database."),
+    ("the new certificate",
+     "from these vantages the renewed certificate is served: the problem is what the"
+     " others reach (another address, a geo-DNS, anycast or CDN node).",
+     "reload the server the lagging vantage reaches; certhook probe --resolve"
+     " NAME=ADDRESS checks one address."),
 )
 _GENERIC = ("the probe found this.", "check the service and the certificate it serves.")
 
@@ -155,6 +165,7 @@ def render_detail(conn: Store, row: Target, now: float | None = None,
         out.append("</tbody></table>")
     else:
         out.append("<p>None: the last probe found nothing wrong.</p>")
+    out += _vantages(conn, row)
     deadline = (queries.iso(row.expected_since + grace)
                 if row.state == "waiting" and row.expected_since else None)
     out += ["<h2>Certificate served</h2>", "<table><tbody>",
@@ -178,9 +189,10 @@ def render_detail(conn: Store, row: Target, now: float | None = None,
     out += ["<h2>Timeline</h2>", timeline(history, events, now),
             f"<h2>Probe history</h2><p>The last {len(history)} probes, newest first.</p>",
             "<table><thead><tr><th>time</th><th>status</th><th>days left</th>"
-            "<th>certificate</th><th>issuer</th><th>address</th><th>findings</th></tr>"
-            "</thead><tbody>"]
+            "<th>certificate</th><th>issuer</th><th>address</th><th>findings</th>"
+            f"{'<th>vantage</th>' if row.vantages else ''}</tr></thead><tbody>"]
     for r in reversed(history):
+        where = f"<td>{esc(r.vantage or '')}</td>" if row.vantages else ""
         found = "".join(f"<div>{esc(x)}</div>" for x in (r.reasons or "").split("\n") if x)
         status = r.status if r.status in COLOURS else "unknown"
         out.append(f'<tr class="probe"><td>{esc(queries.iso(r.time))}</td>'
@@ -188,6 +200,28 @@ def render_detail(conn: Store, row: Target, now: float | None = None,
                    f"<td>{'' if r.days_left is None else int(r.days_left)}</td>"
                    f"<td><code>{esc((r.fingerprint or '')[:12])}</code></td>"
                    f"<td>{esc(r.issuer or '')}</td><td>{esc(r.address or '')}</td>"
-                   f'<td class="reasons">{found}</td></tr>')
+                   f'<td class="reasons">{found}</td>{where}</tr>')
     out.append("</tbody></table></body></html>")
     return "\n".join(out)
+
+
+def _vantages(conn: Store, row: Target) -> list[str]:
+    """The table of the target's vantages (issue 12), each with its latest verdict."""
+    if not row.vantages:
+        return []
+    esc = for_html
+    out = ["<h2>Vantages</h2><p>Probed from each of these places; the state above is the"
+           " worst of theirs.</p>", "<table><thead><tr><th>vantage</th><th>state</th>"
+           "<th>last result</th><th>next probe</th><th>certificate</th><th>address</th>"
+           "<th>findings</th></tr></thead><tbody>"]
+    for v in conn.vantages(row.id):
+        state = v.state if v.state in COLOURS else "unknown"
+        found = "".join(f"<div>{esc(x)}</div>" for x in v.reasons.split("\n") if x)
+        out.append(f'<tr class="vantage"><td>{esc(v.vantage)}</td>'
+                   f'<td class="{state}">{esc(v.state)}</td>'
+                   f"<td>{esc(queries.iso(v.time) or 'never')}</td>"
+                   f"<td>{esc(queries.iso(v.next_probe) or '')}</td>"
+                   f"<td><code>{esc((v.fingerprint or '')[:12])}</code></td>"
+                   f"<td>{esc(v.address or '')}</td><td class=\"reasons\">{found}</td></tr>")
+    out.append("</tbody></table>")
+    return out

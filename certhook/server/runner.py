@@ -57,7 +57,7 @@ class AuditServer:
             config.db, config.first_probe_delay,
             on_commit=self.auditor.wake if self.auditor else None,
             max_ports=config.max_ports_per_submission,
-            max_targets=config.max_targets_per_account,
+            max_targets=config.max_targets_per_account, vantages=config.vantages_for,
         )
         self.line: LineServer | None = None
         self.http: Any = None

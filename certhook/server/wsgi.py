@@ -88,7 +88,7 @@ class AuditApp:
         if committer is None:
             committer = self._own = GroupCommitter(
                 config.db, config.first_probe_delay, max_ports=config.max_ports_per_submission,
-                max_targets=config.max_targets_per_account)
+                max_targets=config.max_targets_per_account, vantages=config.vantages_for)
         self.committer: Committer = committer
         self._started = self._own is None
         self._lock = threading.Lock()

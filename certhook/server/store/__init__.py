@@ -15,6 +15,7 @@ from certhook.server.store.base import Store
 from certhook.server.store.keycache import KeyCache
 from certhook.server.store.records import (
     SEVERITY,
+    SILENT,
     Account,
     ActiveKey,
     Cursor,
@@ -27,12 +28,15 @@ from certhook.server.store.records import (
     Target,
     TargetKey,
     TargetUpsert,
+    Vantage,
+    VantageWrite,
 )
 from certhook.server.store.sql_accounts import LAST_USE_EVERY, hash_key
 
 __all__ = [
     "LAST_USE_EVERY",
     "SEVERITY",
+    "SILENT",
     "Account",
     "ActiveKey",
     "Cursor",
@@ -47,6 +51,8 @@ __all__ = [
     "Target",
     "TargetKey",
     "TargetUpsert",
+    "Vantage",
+    "VantageWrite",
     "hash_key",
     "open_store",
 ]

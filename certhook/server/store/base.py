@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from certhook.server.store.records import (
     Account,
@@ -27,6 +27,7 @@ from certhook.server.store.records import (
     Target,
     TargetKey,
     Use,
+    Vantage,
 )
 
 __all__ = ["Store"]
@@ -118,7 +119,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def release_targets(self, owner: str, ids: Sequence[int] | None = None) -> None:
-        """End the leases of ``owner`` on ``ids`` (all of its leases for None), unprobed."""
+        """End the leases of ``owner`` on ``ids`` (all of its leases for None), unprobed;
+        its leases on the vantage rows of those targets too."""
 
     @abc.abstractmethod
     def next_due(self, now: float) -> float | None:
@@ -138,6 +140,45 @@ class Store(abc.ABC):
         the lease is another node's (it claimed the target after ``owner``'s lease ran
         out), or no lease is held and a result was recorded after ``started`` (the
         probe's start): nothing is written, and the newer result stands."""
+
+    # -- vantages (issue 12) -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def sync_vantages(self, default: Sequence[str], accounts: Mapping[str, Sequence[str]],
+                      now: float) -> int:
+        """Give every probed target the vantages of its account (``accounts``, else
+        ``default``; none: probed from any node, once): a new vantage's row is due at
+        ``now``, the row of a vantage no longer named is deleted; one transaction. How
+        many targets changed."""
+
+    @abc.abstractmethod
+    def claim_vantages(self, vantage: str, now: float, limit: int, owner: str,
+                       until: float) -> list[Target]:
+        """As :meth:`claim_targets`, for the rows of ``vantage``: the targets whose probe
+        from there is due, each row leased to ``owner`` until ``until``. The claim ends at
+        :meth:`record_vantage_probe` or :meth:`release_targets`."""
+
+    @abc.abstractmethod
+    def vantages(self, target_id: int) -> list[Vantage]:
+        """The vantages of a target, by name."""
+
+    @abc.abstractmethod
+    def silent_vantages(self, due_before: float, now: float, limit: int
+                        ) -> list[tuple[int, str]]:
+        """(target, vantage) of up to ``limit`` rows due before ``due_before`` and not
+        leased at ``now`` (no probe from there is under way) that are not found silent
+        yet (``status`` other than ``silent``)."""
+
+    @abc.abstractmethod
+    def record_vantage_probe(
+            self, target_id: int,
+            decide: Callable[[Target, list[Vantage]], ProbeWrite | None],
+            vantage: str | None = None, owner: str | None = None, started: float = 0.0,
+    ) -> tuple[Target, ProbeWrite] | None:
+        """As :meth:`record_probe`, for a target probed from vantages: ``decide`` sees the
+        target and all its vantage rows and returns the write (its ``vantages`` rows are
+        updated too; None writes nothing). With ``vantage`` and ``owner``, the lease
+        checked is that vantage's row's (and ended)."""
 
     # -- notifications ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "SEVERITY",
+    "SILENT",
     "Account",
     "ActiveKey",
     "Cursor",
@@ -23,10 +24,14 @@ __all__ = [
     "TargetKey",
     "TargetUpsert",
     "Use",
+    "Vantage",
+    "VantageWrite",
 ]
 
 #: Severity of each state, most urgent first; the report sorts and groups by it.
 SEVERITY = ("critical", "warning", "unknown", "waiting", "ok")
+#: The status of a vantage found silent: no result from it long after its probe was due.
+SILENT = "silent"
 TargetKey = tuple[str, int, str]  # domain, port, protocol
 Cursor = tuple[str, int, str]  # (domain, port, protocol) of the last target of a page
 Use = tuple[str, str, float]  # (last-use column, account, time) of a key
@@ -100,6 +105,7 @@ class Target(_Record):
     last_good: float | None
     chain: str | None = None  # the last chain served, as certhook.server.chain keeps it
     reminded: float | None = None  # the start of the reminder period last reminded
+    vantages: str = ""  # the vantages it is probed from, comma-separated ("": any node)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,37 @@ class Result(_Record):
     address: str | None
     elapsed: float | None
     not_before: float | None = None  # the leaf's
+    vantage: str | None = None  # where it was probed from (None: any node)
+
+
+@dataclass(frozen=True)
+class VantageWrite(_Record):
+    """One vantage's verdict: what a probe from there (or the finding that the vantage
+    stopped reporting) writes to its row; ``time`` None leaves its latest result's time
+    and ``next_probe`` None its next probe as they were."""
+
+    vantage: str
+    state: str
+    failures: int
+    status: str | None
+    reasons: str
+    fingerprint: str | None
+    deployed: int | None
+    days_left: int | None
+    not_after: float | None
+    address: str | None
+    time: float | None  # its latest result (None: none yet)
+    next_probe: float | None
+
+
+@dataclass(frozen=True)
+class Vantage(VantageWrite):
+    """One vantage of a target as stored: its verdict, and its target, creation and lease."""
+
+    target: int = 0
+    created: float = 0.0
+    lease_owner: str | None = None
+    lease_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +184,7 @@ class TargetUpsert:
     reasons: str
     acme_server: str | None
     renew_before: int | None
+    vantages: tuple[str, ...] = ()  # the account's: probed from each of them
 
 
 @dataclass(frozen=True)
@@ -228,3 +266,8 @@ class ProbeWrite:
     retire: bool = False
     not_before: float | None = None  # the leaf's
     chain: str | None = None  # the chain served (None: keep the last one known)
+    # vantages (issue 12): the result's vantage, the vantage rows to write, and whether
+    # there is a result at all (False: a vantage stopped reporting, no probe ran)
+    vantage: str | None = None
+    vantages: tuple[VantageWrite, ...] = ()
+    result: bool = True

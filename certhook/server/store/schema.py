@@ -15,7 +15,10 @@ last use, muting, and the last good probe (issue 11); 4 the index of
 renewal events by lineage (issue 11's report page); 5 the chain served
 and the leaf's notBefore (the detail page), and the leases of several
 nodes on one database (issue 12: ``lease_owner``, ``lease_until`` on
-targets and notifications, and the index the claims read).
+targets and notifications, and the index the claims read); 6 the
+vantage points (issue 12: ``vantages``, one row per target and vantage
+with its own schedule, lease and verdict; the target's list of vantages;
+the vantage of each result).
 
 Portable types (:data:`TYPES`): ``int`` (SQLite INTEGER, PostgreSQL
 bigint), ``real`` (REAL, double precision), ``text``, ``blob`` (BLOB,
@@ -43,7 +46,7 @@ __all__ = [
     "table",
 ]
 
-VERSION = 5
+VERSION = 6
 
 # portable type -> (SQLite, PostgreSQL)
 TYPES: dict[str, tuple[str, str]] = {
@@ -178,6 +181,8 @@ TABLES: tuple[Table, ...] = (
         # the start of the reminder period last reminded (state_since + k x remind): shared
         # by the nodes, so a failure is reminded once a period however many there are
         _c("reminded", "real", since=5),
+        # the vantages it is probed from, comma-separated ("": from any node, once)
+        _c("vantages", "text", not_null=True, default="''", since=6),
     ), unique=(("account", "domain", "port", "protocol"),)),
     Table("results", (
         _c("id", "id"),
@@ -194,7 +199,29 @@ TABLES: tuple[Table, ...] = (
         _c("address", "text"),
         _c("elapsed", "real"),
         _c("not_before", "real", since=5),  # the leaf's: the timeline's bar starts there
+        _c("vantage", "text", since=6),  # the vantage it was probed from (None: any node)
     )),
+    # One row per target and vantage (issue 12): each vantage's own schedule, lease
+    # and latest verdict; the target's state is the worst of them (server/vantage.py).
+    Table("vantages", (
+        _c("id", "id"),
+        _c("target", "int", not_null=True, references="targets (id)"),
+        _c("vantage", "text", **_NN),
+        _c("created", "real", **_NN),
+        _c("next_probe", "real"),
+        _c("lease_owner", "text"),
+        _c("lease_until", "real"),
+        _c("time", "real"),  # its latest result (None: none yet)
+        _c("state", "text", not_null=True, default="'unknown'"),
+        _c("failures", "int", not_null=True, default="0"),
+        _c("status", "text"),
+        _c("reasons", "text", not_null=True, default="''"),
+        _c("fingerprint", "text"),
+        _c("deployed", "int"),
+        _c("days_left", "int"),
+        _c("not_after", "real"),
+        _c("address", "text"),
+    ), unique=(("target", "vantage"),), since=6),
     Table("notifications", (
         _c("id", "id"),
         _c("account", "text", **_NN),
@@ -221,6 +248,9 @@ INDEXES: tuple[Index, ...] = (
           where="event IS NOT NULL"),
     # the auditor's claim: due targets in next_probe order, the lease read from the index
     Index("targets_claim", "targets", ("next_probe", "lease_until"), since=5),
+    # a vantage's claim, and the sweep for vantages that stopped reporting
+    Index("vantages_due", "vantages", ("vantage", "next_probe"), since=6),
+    Index("vantages_late", "vantages", ("next_probe",), since=6),
 )
 # Run once when the step that adds the column runs on an existing database.
 BACKFILL: dict[tuple[str, str], str] = {

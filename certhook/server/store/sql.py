@@ -12,8 +12,8 @@ from typing import Any
 
 from certhook.server.store.records import SEVERITY, Cursor, ReportRow, Result, Target
 from certhook.server.store.sql_accounts import AccountsMixin
-from certhook.server.store.sql_audit import AuditMixin
 from certhook.server.store.sql_base import RESULT_COLUMNS, TARGET_COLUMNS, columns
+from certhook.server.store.sql_vantages import VantagesMixin
 
 __all__ = ["SqlStore"]
 
@@ -36,7 +36,7 @@ def _select(account: str | None, domain: str | None, port: int | None,
     return " AND ".join(clauses), args
 
 
-class SqlStore(AccountsMixin, AuditMixin):
+class SqlStore(AccountsMixin, VantagesMixin):
     """Every statement of the store, written once for every engine."""
 
     #: ``column contains ?`` as a literal substring (not LIKE: % and _ are characters);
@@ -86,6 +86,8 @@ class SqlStore(AccountsMixin, AuditMixin):
             found = self._targets_where(where, args, _ORDER.format(c=self._COLLATE), conn=conn)
             self._executemany(conn, "UPDATE targets SET next_probe = ? WHERE id = ?",
                               [(now, t.id) for t in found])
+            self._executemany(conn, "UPDATE vantages SET next_probe = ? WHERE target = ?",
+                              [(now, t.id) for t in found if t.vantages])
         return found
 
     def targets_by_id(self, ids: Sequence[int]) -> list[Target]:

@@ -20,6 +20,7 @@ from typing import Any
 from certhook.errors import UsageError
 from certhook.server.store.records import Account, ActiveKey, Submission, TargetKey, Use
 from certhook.server.store.sql_base import SqlBase
+from certhook.server.store.sql_vantages import UPSERT_VANTAGE
 
 __all__ = ["LAST_USE_EVERY", "AccountsMixin", "hash_key"]
 
@@ -43,10 +44,11 @@ ON CONFLICT (account, client_id) DO NOTHING
 _UPSERT_TARGET = """
 INSERT INTO targets (account, domain, port, protocol, created, last_submitted, lineage,
     last_event, expected_fingerprint, expected_since, next_probe, reasons, acme_server,
-    renew_before)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    renew_before, vantages)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account, domain, port, protocol) DO UPDATE SET
     last_submitted = excluded.last_submitted,
+    vantages = excluded.vantages,
     lineage = coalesce(excluded.lineage, targets.lineage),
     last_event = coalesce(excluded.last_event, targets.last_event),
     expected_fingerprint = coalesce(excluded.expected_fingerprint,
@@ -209,7 +211,7 @@ class AccountsMixin(SqlBase):
                 for t in sub.targets:
                     row = (t.account, t.domain, t.port, t.protocol, t.now, t.now, t.lineage,
                            t.event, t.fingerprint, t.expected_since, t.next_probe, t.reasons,
-                           t.acme_server, t.renew_before)
+                           t.acme_server, t.renew_before, ",".join(t.vantages))
                     old = targets.get(row[:4])
                     if old is None:
                         targets[row[:4]] = list(row)
@@ -218,7 +220,13 @@ class AccountsMixin(SqlBase):
                             if row[i] is not None:
                                 old[i] = row[i]
             if targets:  # in key order: two nodes' batches lock shared rows alike
-                self._executemany(conn, _UPSERT_TARGET, [targets[k] for k in sorted(targets)])
+                rows = [targets[k] for k in sorted(targets)]
+                self._executemany(conn, _UPSERT_TARGET, rows)
+                # a target probed from vantages: each vantage's row, due as the target
+                vantaged = [(vantage, row[4], row[10], *row[:4]) for row in rows if row[14]
+                            for vantage in row[14].split(",")]
+                if vantaged:
+                    self._executemany(conn, UPSERT_VANTAGE, vantaged)
         return new
 
     def submissions(self, account: str | None = None) -> list[Submission]:

@@ -12,8 +12,8 @@ __all__ = ["AuditMixin"]
 
 _INSERT_RESULT = (
     "INSERT INTO results (target, time, status, state, reasons, days_left, not_after,"
-    " issuer, fingerprint, deployed, address, elapsed, not_before)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+    " issuer, fingerprint, deployed, address, elapsed, not_before, vantage)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 # A submission or a recheck that came during the probe (after ``started``) asked for a
 # new probe: the sooner of the two times wins then (a NULL next_probe stays NULL).
 _UPDATE_TARGET = (
@@ -38,7 +38,9 @@ _NEXT_NOTIFICATION = ("SELECT min(CASE WHEN lease_until > next_attempt THEN leas
                       " WHERE sent IS NULL AND failed IS NULL")
 # Leases (issue 12): a row is free when it has no lease or its lease ended by now.
 _FREE = "(lease_until IS NULL OR lease_until <= ?)"
-_CLAIM_TARGETS = ("next_probe IS NOT NULL AND next_probe <= ? AND " + _FREE)
+# a target probed from vantages is claimed by its vantages' rows (sql_vantages.py)
+_CLAIM_TARGETS = ("next_probe IS NOT NULL AND next_probe <= ? AND " + _FREE
+                  + " AND vantages = ''")
 _LEASE = "UPDATE {} SET lease_owner = ?, lease_until = ? WHERE id = ?"
 # The destinations with a due, free row and no row leased by another node (whose
 # delivery is under way: the next digest of that destination waits for it).
@@ -71,13 +73,13 @@ class AuditMixin(SqlBase):
 
     def release_targets(self, owner: str, ids: Sequence[int] | None = None) -> None:
         with self._transaction() as conn:
-            if ids is None:
-                self._execute(conn, "UPDATE targets SET lease_owner = NULL, lease_until = NULL"
-                              " WHERE lease_owner = ?", (owner,))
-            else:
-                self._executemany(conn, "UPDATE targets SET lease_owner = NULL,"
-                                  " lease_until = NULL WHERE lease_owner = ? AND id = ?",
-                                  [(owner, i) for i in ids])
+            for table, key in (("targets", "id"), ("vantages", "target")):
+                end = f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL"  # noqa: S608
+                if ids is None:
+                    self._execute(conn, f"{end} WHERE lease_owner = ?", (owner,))
+                else:
+                    self._executemany(conn, f"{end} WHERE lease_owner = ? AND {key} = ?",
+                                      [(owner, i) for i in ids])
 
     def due_targets(self, now: float, limit: int) -> list[Target]:
         return self._targets_where("next_probe IS NOT NULL AND next_probe <= ?", (now, limit),
@@ -113,9 +115,11 @@ class AuditMixin(SqlBase):
         return target, write
 
     def _write_probe(self, conn: Any, target_id: int, w: ProbeWrite) -> None:
-        self._execute(conn, _INSERT_RESULT, (
-            target_id, w.time, w.status, w.state, w.reasons, w.days_left, w.not_after,
-            w.issuer, w.fingerprint, w.deployed, w.address, w.elapsed, w.not_before))
+        if w.result:
+            self._execute(conn, _INSERT_RESULT, (
+                target_id, w.time, w.status, w.state, w.reasons, w.days_left, w.not_after,
+                w.issuer, w.fingerprint, w.deployed, w.address, w.elapsed, w.not_before,
+                w.vantage))
         self._execute(conn, _UPDATE_TARGET, (
             w.state, w.state, w.time, w.failures, w.notified_state, w.notified_days,
             w.notified_for, w.time, w.status, w.reasons, w.days_left, w.not_after, w.issuer,
@@ -129,6 +133,7 @@ class AuditMixin(SqlBase):
 
     def _delete_targets(self, conn: Any, ids: Sequence[int]) -> None:
         self._executemany(conn, "DELETE FROM results WHERE target = ?", [(i,) for i in ids])
+        self._executemany(conn, "DELETE FROM vantages WHERE target = ?", [(i,) for i in ids])
         self._executemany(conn, "DELETE FROM targets WHERE id = ?", [(i,) for i in ids])
 
     # -- notifications ----------------------------------------------------------------
