@@ -244,7 +244,7 @@ SERVER_WARNINGS = [
     ("[account bob]\nwebhok = https://x.example\n",
      "line 2: unknown key 'webhok' in [account bob], ignored (did you mean 'webhook'?)"),
     ("[mail]\n", "line 1: unknown section [mail], ignored (known: [server], [audit], [smtp],"
-                 " [notify], [account NAME])"),
+                 " [notify], [account NAME], [target NAME])"),
 ]
 
 
@@ -291,7 +291,8 @@ def test_the_tables_that_read_are_the_known_keys_and_documented() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "server.md").read_text()
     section = docs[docs.index("## Configuration file"):]
     for name, table in server_config.SECTIONS.items():
-        header = "[account alice]" if name == server_config.ACCOUNT else f"[{name}]"
+        header = {server_config.ACCOUNT: "[account alice]",
+                  server_config.TARGET: "[target www.example.org]"}.get(name, f"[{name}]")
         assert header in section, f"docs/server.md lacks {header}"
         for key in table:
             assert re.search(rf"^\s*#?\s*{key} =", section, re.M), f"docs lack [{name}] {key}"

@@ -34,9 +34,10 @@ from server_helpers import (
     wait_until,
 )
 
+from certhook.errors import ParseError
 from certhook.server import store
 from certhook.server.audit import Auditor
-from certhook.server.config import AccountNotify
+from certhook.server.config import AccountNotify, load_config
 from certhook.server.evaluate import TargetState
 from certhook.server.store import SILENT, Vantage, VantageWrite
 from certhook.server.vantage import is_silent, merge, silent_write
@@ -55,6 +56,7 @@ def _seen(name: str, state: str, reasons: str = "", deployed: int | None = None,
                         None, None, time, T0 + 3600)
 
 
+@pytest.mark.sqlite_only("pure: no database")
 def test_the_worst_vantage_is_the_targets_state_and_the_reasons_name_each_vantage() -> None:
     merged = merge(TargetState(notified_state="ok"), [
         _seen("eu-west", "ok", deployed=1, days=89),
@@ -70,6 +72,7 @@ def test_the_worst_vantage_is_the_targets_state_and_the_reasons_name_each_vantag
     assert merged.notified_state == "critical" and merged.deployed is False
 
 
+@pytest.mark.sqlite_only("pure: no database")
 @pytest.mark.parametrize(("states", "notified", "state", "notice"), [
     ((("a", "ok"), ("b", "ok")), "ok", "ok", None),  # no change, no notice
     ((("a", "ok"), ("b", "warning")), "ok", "warning", "problem"),
@@ -87,6 +90,7 @@ def test_one_notice_when_the_worst_state_changes(
     assert (merged.notice or {}).get("kind") == notice
 
 
+@pytest.mark.sqlite_only("pure: no database")
 def test_a_vantage_not_reported_yet_does_not_count_and_a_silent_one_does() -> None:
     assert merge(TargetState(), [_seen("eu", "ok", time=None)]) is None
     merged = merge(TargetState(notified_state="ok"),
@@ -129,7 +133,7 @@ class Nodes:
         cfg = self.auditors["eu"].config
         upsert = store.TargetUpsert("alice", domain, 443, "tls", self.now[0], "lineage", None,
                                     fingerprint, self.now[0], self.now[0], "", None, None,
-                                    cfg.vantages_for("alice"))
+                                    cfg.vantages_for("alice", domain, 443, "tls"))
         sub = store.Submission("alice", f"{domain}-{self.now[0]}", self.now[0], "test", None,
                                domain, "443", "tls", fingerprint, "lineage", None, None,
                                (upsert,))
@@ -272,7 +276,7 @@ def test_a_vantage_named_by_no_node_is_found_silent(nodes: Nodes) -> None:
     nodes.auditors["eu"].config = replace(nodes.auditors["eu"].config,
                                           vantages=("eu", "ap"))
     target = nodes.submit("v.example", NEW)
-    nodes.store.sync_vantages(("eu", "ap"), {}, nodes.now[0])
+    nodes.store.sync_vantages(lambda *target: ("eu", "ap"), nodes.now[0])
     nodes.serve("eu", NEW)
     nodes.probe("eu", target)
     nodes.now[0] += SILENT_AFTER + 1
@@ -399,3 +403,82 @@ def test_two_serve_processes_with_different_resolve_maps_one_sees_the_old_certif
         hook.close()
         new.close()
         old.close()
+
+
+# -- the configuration: per account, per target ------------------------------------------------
+
+@pytest.mark.sqlite_only("pure: no database")
+def test_vantages_come_from_the_target_then_the_account_then_the_default(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    conf = tmp_path / "server.conf"
+    conf.write_text("[audit]\nvantage = eu-west\nvantages = eu-west, us-east\n"
+                    "vantage_silent = 5m\n"
+                    "[account bob]\nvantages = none\n"
+                    "[account carol]\nvantages = ap\n"
+                    "[target www.example.org]\nvantages = eu-west\n"
+                    "[target www.example.org:25/smtp]\nvantages = us-east, ap\n"
+                    "[target mail.example.org:465]\nvantages = none\nvantagez = x\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(conf)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{conf}: line 15: unknown key 'vantagez' in [target mail.example.org:465], ignored"
+        " (did you mean 'vantages'?)"]
+    assert (cfg.vantage, cfg.vantage_silent, cfg.uses_vantages) == ("eu-west", 300.0, True)
+    assert cfg.vantages_for("alice", "other.example", 443, "tls") == ("eu-west", "us-east")
+    assert cfg.vantages_for("bob", "other.example", 443, "tls") == ()
+    assert cfg.vantages_for("carol", "other.example", 443, "tls") == ("ap",)
+    assert cfg.vantages_for("carol", "www.example.org", 443, "tls") == ("eu-west",)
+    assert cfg.vantages_for("bob", "www.example.org", 25, "smtp") == ("us-east", "ap")
+    assert cfg.vantages_for("alice", "www.example.org", 25, "tls") == ("eu-west",)
+    assert cfg.vantages_for("alice", "mail.example.org", 465, "smtps") == ()
+    assert not load_config(None).uses_vantages
+
+
+@pytest.mark.sqlite_only("pure: no database")
+@pytest.mark.parametrize(("text", "error"), [
+    ("[audit]\nvantage = eu west\n", "line 2: [audit] vantage: 'eu west' is not a vantage name"),
+    ("[account a]\nvantages = eu, -x\n", "line 2: [account a] vantages: '-x' is not a vantage"),
+    ("[target bad name]\nvantages = eu\n", "line 1: [target bad name]: 'bad name': not a name"),
+    ("[target a.example:0]\nvantages = eu\n", "port must be 1 to 65535"),
+    ("[audit]\nvantage_silent = 0s\n", "line 2: [audit] vantage_silent: '0s' is shorter than"),
+])
+def test_a_bad_vantage_setting_is_one_line_naming_where(tmp_path: Path, text: str,
+                                                        error: str) -> None:
+    conf = tmp_path / "server.conf"
+    conf.write_text(text)
+    with pytest.raises(ParseError) as caught:
+        load_config(conf)
+    assert error in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_place_going_silent_for_many_targets_is_found_batch_after_batch(
+        nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certhook.server import audit
+
+    count = audit._SILENT_BATCH + 44
+    upserts = tuple(store.TargetUpsert("alice", f"m{i}.example", 443, "tls", T0, None, None,
+                                       None, None, T0, "", None, None, ("eu", "us"))
+                    for i in range(count))
+    sub = store.Submission("alice", "many", T0, "test", None, "", "", "", None, None, None,
+                           None, upserts)
+    assert nodes.store.commit_batch([], [sub]) == [True]
+    monkeypatch.setattr(audit, "_SILENT_BUDGET", 0.0)  # one batch a look
+    eu = nodes.auditors["eu"]
+    now = T0 + SILENT_AFTER
+    eu._find_silent(nodes.store, now)
+
+    def found() -> int:
+        return sum(1 for t in nodes.store.list_targets("alice")
+                   if t.reasons.startswith("no result from vantage"))
+
+    # a look reads one batch of rows (a target's two rows may fall in one): some found,
+    # and the next look is soon, not in 30 s
+    assert 0 < found() < count
+    assert eu._next_silent == now + audit.POLL
+    for _ in range(3):  # 600 rows in batches of 256
+        now = eu._next_silent
+        eu._find_silent(nodes.store, now)
+        if found() == count:
+            break
+    assert found() == count
+    assert eu._next_silent == now + min(30.0, SILENT_AFTER / 2)  # all found: back to 30 s

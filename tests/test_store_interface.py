@@ -472,8 +472,11 @@ def test_vantages_are_given_claimed_and_recorded_per_vantage(store: Store) -> No
     a, b = _add(store, "alice", "a.example", "b.example")
     [c] = _add(store, "carol", "c.example")
     # alice's targets are probed from two places; carol's from any node, once
-    assert store.sync_vantages((), {"alice": ("eu", "us")}, T0 + 1) == 2
-    assert store.sync_vantages((), {"alice": ("eu", "us")}, T0 + 1) == 0  # done already
+    def plan(account: str, domain: str, port: int, protocol: str) -> tuple[str, ...]:
+        return ("eu", "us") if account == "alice" else ()
+
+    assert store.sync_vantages(plan, T0 + 1) == 2
+    assert store.sync_vantages(plan, T0 + 1) == 0  # done already
     assert [v.vantage for v in store.vantages(a.id)] == ["eu", "us"]
     assert store.vantages(c.id) == []
     # a plain claim no longer takes them; each vantage's node claims its own row
@@ -511,7 +514,7 @@ def test_vantages_are_given_claimed_and_recorded_per_vantage(store: Store) -> No
     assert [t.id for t in store.claim_vantages("us", T0 + 30, 10, "n1", T0 + 150)] == [
         a.id, b.id]
     # the configuration no longer names them: rows gone, plain claims take them again
-    assert store.sync_vantages((), {}, T0 + 40) == 2
+    assert store.sync_vantages(None, T0 + 40) == 2
     assert store.vantages(a.id) == []
     assert {t.id for t in store.claim_targets(T0 + 200, 10, "n0", T0 + 300)} >= {a.id, b.id}
     store.remove_targets([a.id])
@@ -520,7 +523,7 @@ def test_vantages_are_given_claimed_and_recorded_per_vantage(store: Store) -> No
 
 def test_a_silent_vantage_is_found_once(store: Store) -> None:
     [a] = _add(store, "alice", "a.example")
-    store.sync_vantages(("eu", "us"), {}, T0)
+    store.sync_vantages(lambda *target: ("eu", "us"), T0)
     # due at T0; at T0 + 100, the rows due before T0 + 50 that no probe holds
     assert store.silent_vantages(T0 - 1, T0 + 100, 10) == []
     assert sorted(store.silent_vantages(T0 + 50, T0 + 100, 10)) == [(a.id, "eu"), (a.id, "us")]
@@ -541,3 +544,10 @@ def test_a_silent_vantage_is_found_once(store: Store) -> None:
     us = store.vantages(a.id)[1]
     assert (us.status, us.state, us.next_probe, us.time) == (SILENT, "unknown", T0, None)
     assert store.silent_vantages(T0 + 50, T0 + 100, 10) == []
+
+
+def test_the_partial_index_of_late_vantages_spells_silent_as_the_records_do() -> None:
+    from certhook.server.store.schema import INDEXES, NOT_SILENT
+
+    assert f"status <> '{SILENT}'" in NOT_SILENT
+    assert next(i for i in INDEXES if i.name == "vantages_late").where == NOT_SILENT

@@ -78,7 +78,8 @@ WAITING_RECHECK = 60.0
 _REFUSED = "not probed: "
 _FAST, _SLOW = "fast", "slow"
 _MAX_FETCH = 1 << 16  # due rows looked at in one round, at most
-_SILENT_BATCH = 256  # vantages found silent in one look, at most
+_SILENT_BATCH = 256  # silent vantages read at once
+_SILENT_BUDGET = 1.0  # seconds a look for silent vantages may go on while it finds more
 
 
 class _Flight:
@@ -219,7 +220,8 @@ class Auditor(Worker):
         db = self._db()
         now = self._clock()
         if not self._synced:  # the vantages named in this node's configuration
-            changed = db.sync_vantages(self.config.vantages, self.config.account_vantages, now)
+            cfg = self.config
+            changed = db.sync_vantages(cfg.vantages_for if cfg.uses_vantages else None, now)
             if changed:
                 log.info("vantages: %d targets given their account's vantages", changed)
             self._synced = True
@@ -449,31 +451,45 @@ class Auditor(Worker):
 
     def _find_silent(self, db: store.Store, now: float) -> None:
         """Find the vantages that stopped reporting (``vantage_silent`` past a probe due
-        from them): each is a finding on its target, written once, by one node."""
+        from them): each is a finding on its target, written once, by one node. A look
+        goes on while it finds more, for up to :data:`_SILENT_BUDGET` seconds (a place
+        whose node died leaves many targets at once); then the next look is soon."""
         if now < self._next_silent:
             return
-        self._next_silent = now + min(30.0, self.config.vantage_silent / 2)
-        found = db.silent_vantages(now - self.config.vantage_silent, now, _SILENT_BATCH)
-        for target_id in dict.fromkeys(target for target, _ in found):
-            seen: list[tuple[TargetState, Evaluation]] = []
+        every = min(30.0, self.config.vantage_silent / 2)
+        deadline = time.monotonic() + _SILENT_BUDGET
+        while True:
+            found = db.silent_vantages(now - self.config.vantage_silent, now, _SILENT_BATCH)
+            written = sum(self._mark_silent(db, target_id, now)
+                          for target_id in dict.fromkeys(target for target, _ in found))
+            if len(found) < _SILENT_BATCH or not written:
+                break
+            if time.monotonic() >= deadline:
+                every = POLL
+                break
+        self._next_silent = now + every
 
-            def decide(row: store.Target, rows: list[store.Vantage],
-                       seen: list[tuple[TargetState, Evaluation]] = seen
-                       ) -> store.ProbeWrite | None:
-                base = _state_of(row)
-                ev = _as_evaluation(row, base)
-                merged, writes, nxt = self._merge(base, ev, rows, now)
-                if not writes:  # reported meanwhile, or found silent by another node
-                    return None
-                seen.append((base, merged))
-                for w in writes:
-                    log.warning("%s %s:%d/%s: %s", row.account, row.domain, row.port,
-                                row.protocol, w.reasons)
-                write = self._write(row, merged, None, now, now, 0.0)
-                return replace(write, next_probe=nxt, address=row.address, good=False,
-                               keep=0, result=False, vantages=tuple(writes))
+    def _mark_silent(self, db: store.Store, target_id: int, now: float) -> bool:
+        """Write the finding of the silent vantages of one target; whether it did."""
+        seen: list[tuple[TargetState, Evaluation]] = []
 
-            self._recorded(target_id, db.record_vantage_probe(target_id, decide), seen)
+        def decide(row: store.Target, rows: list[store.Vantage]) -> store.ProbeWrite | None:
+            base = _state_of(row)
+            merged, writes, nxt = self._merge(base, _as_evaluation(row, base), rows, now)
+            if not writes:  # reported meanwhile, or found silent by another node
+                return None
+            seen.append((base, merged))
+            for w in writes:
+                log.warning("%s %s:%d/%s: %s", row.account, row.domain, row.port,
+                            row.protocol, w.reasons)
+            write = self._write(row, merged, None, now, now, 0.0)
+            return replace(write, next_probe=nxt, address=row.address, good=False, keep=0,
+                           result=False, vantages=tuple(writes))
+
+        done = db.record_vantage_probe(target_id, decide)
+        if done is not None:
+            self._recorded(target_id, done, seen)
+        return done is not None
 
     def _recorded(self, target_id: int,
                   done: tuple[store.Target, store.ProbeWrite] | None,

@@ -106,10 +106,11 @@ class BatchWriter:
                  max_ports: int = ServerConfig.max_ports_per_submission,
                  max_targets: int = ServerConfig.max_targets_per_account,
                  clock: Callable[[], float] = time.time,
-                 vantages: Callable[[str], tuple[str, ...]] | None = None) -> None:
+                 vantages: Callable[[str, str, int, str], tuple[str, ...]] | None = None,
+                 ) -> None:
         self._store = store.open_store(db_path)  # LocalError now, not in a thread later
         # the vantages an account's targets are probed from (ServerConfig.vantages_for)
-        self._vantages = vantages or (lambda account: ())
+        self._vantages = vantages or (lambda account, domain, port, protocol: ())
         # current keys, and old ones until their overlap ends (by ``clock``)
         self._keys = store.KeyCache(self._store, clock)
         self._delay = first_probe_delay
@@ -197,7 +198,6 @@ class BatchWriter:
         assert job.account is not None
         pairs = _port_protocols(req)
         rows = []
-        vantages = self._vantages(job.account)
         for domain in req.domains:
             wildcard = domain.startswith("*.")
             for port, protocol in pairs:
@@ -206,7 +206,8 @@ class BatchWriter:
                     req.fingerprint, now if req.fingerprint else None,
                     None if wildcard else now + self._delay,
                     "a wildcard name: nothing to connect to" if wildcard else "",
-                    req.acme_server, req.renew_before, () if wildcard else vantages,
+                    req.acme_server, req.renew_before,
+                    () if wildcard else self._vantages(job.account, domain, port, protocol),
                 ))
         return rows
 
@@ -297,7 +298,7 @@ class GroupCommitter:
         on_commit: Callable[[], None] | None = None,
         max_ports: int = ServerConfig.max_ports_per_submission,
         max_targets: int = ServerConfig.max_targets_per_account,
-        vantages: Callable[[str], tuple[str, ...]] | None = None,
+        vantages: Callable[[str, str, int, str], tuple[str, ...]] | None = None,
     ) -> None:
         self._args = (db_path, first_probe_delay, on_commit, max_ports, max_targets)
         self._vantages = vantages

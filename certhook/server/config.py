@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from certhook.client.ini import Ini, read_ini, unknown_names
 from certhook.errors import ParseError, UsageError
@@ -36,6 +36,7 @@ __all__ = [
     "ACCOUNT",
     "DEFAULT_DB",
     "SECTIONS",
+    "TARGET",
     "AccountNotify",
     "ServerConfig",
     "SmtpConfig",
@@ -43,6 +44,9 @@ __all__ = [
     "parse_duration",
     "parse_hostport",
 ]
+
+if TYPE_CHECKING:
+    from certhook.server.recheck import Selector
 
 DEFAULT_DB = "/var/lib/certhook/certhook.db"
 
@@ -196,6 +200,8 @@ class ServerConfig:
     vantage: str = ""
     vantages: tuple[str, ...] = ()
     account_vantages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # [target NAME] vantages: (the section's selector, the vantages), in file order
+    target_vantages: tuple[tuple[Selector, tuple[str, ...]], ...] = ()
     vantage_silent: float = 900.0
     history_keep: int = 500
     # a target no submission has named for this long, and that has failed
@@ -220,14 +226,28 @@ class ServerConfig:
     def notify_for(self, account: str) -> AccountNotify:
         return self.accounts.get(account, self.notify_default)
 
-    def vantages_for(self, account: str) -> tuple[str, ...]:
-        """The vantages the targets of ``account`` are probed from (none: any node)."""
+    def vantages_for(self, account: str, domain: str = "", port: int = 0,
+                     protocol: str = "") -> tuple[str, ...]:
+        """The vantages a target is probed from (none: from any node, once): its
+        ``[target NAME]`` section's (the most specific that matches: HOST:PORT/PROTOCOL,
+        then HOST:PORT, then HOST), else its account's, else ``[audit] vantages``."""
+        best: tuple[int, tuple[str, ...]] | None = None
+        for selector, names in self.target_vantages:
+            if selector.domain != domain or selector.port not in (None, port) or (
+                    selector.protocol not in (None, protocol)):
+                continue
+            rank = (selector.port is not None) + (selector.protocol is not None)
+            if best is None or rank >= best[0]:
+                best = (rank, names)
+        if best is not None:
+            return best[1]
         return self.account_vantages.get(account, self.vantages)
 
     @property
     def uses_vantages(self) -> bool:
-        """Whether any account's targets are probed from vantages."""
-        return bool(self.vantages) or any(self.account_vantages.values())
+        """Whether any target is probed from vantages."""
+        return (bool(self.vantages) or any(self.account_vantages.values())
+                or any(names for _, names in self.target_vantages))
 
     def with_overrides(self, **changes: Any) -> ServerConfig:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -508,13 +528,18 @@ _NOTIFY_KEYS: dict[str, Callable[[str], Any]] = {
     "rate_limit": _rate,
     "remind": _duration,  # 0: never
 }
-ACCOUNT = "account NAME"  # the one section of many names: [account alice], ...
+_TARGET_KEYS: dict[str, Callable[[str], Any]] = {
+    "vantages": _vantages,  # overrides its account's
+}
+ACCOUNT = "account NAME"  # the sections of many names: [account alice], ...
+TARGET = "target NAME"  # [target www.example.org], [target mail.example.org:465/smtps]
 SECTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
     "server": _SERVER_KEYS,
     "audit": _AUDIT_KEYS,
     "smtp": _SMTP_KEYS,
     "notify": _NOTIFY_KEYS,
     ACCOUNT: _ACCOUNT_KEYS,
+    TARGET: _TARGET_KEYS,
 }
 _FIELDS = {("smtp", "from"): "sender", ("notify", "retries"): "notify_retries",
            ("notify", "backoff"): "notify_backoff",
@@ -529,7 +554,9 @@ _ALLOWED = {int: "a whole number", float: "a number"}
 def _kind(section: str) -> str:
     """The entry of :data:`SECTIONS` for a section name (``account alice``: ACCOUNT)."""
     head, _, rest = section.partition(" ")
-    return ACCOUNT if head == "account" and rest.strip() else section
+    if rest.strip() and head in ("account", "target"):
+        return ACCOUNT if head == "account" else TARGET
+    return section
 
 
 def _read(ini: Ini, section: str) -> dict[str, Any]:
@@ -592,4 +619,17 @@ def load_config(path: str | os.PathLike[str] | None) -> ServerConfig:
     values["accounts"] = {name: _account(read, default) for name, read in accounts.items()}
     values["account_vantages"] = {name: read["vantages"] for name, read in accounts.items()
                                   if "vantages" in read}
+    targets = [(section, _read(ini, section)) for section in ini if _kind(section) == TARGET]
+    values["target_vantages"] = tuple((_selector(ini, section), read["vantages"])
+                                      for section, read in targets if "vantages" in read)
     return replace(ServerConfig(), **values)
+
+
+def _selector(ini: Ini, section: str) -> Selector:
+    """The target a ``[target NAME]`` section names; ParseError names its line."""
+    from certhook.server.recheck import parse_selector
+
+    try:
+        return parse_selector(section.split(None, 1)[1])
+    except ParseError as exc:
+        raise ParseError(f"[{section}]: {exc.reason}", ini.where(section)) from None

@@ -75,7 +75,8 @@ def _iso(value: float | None) -> str:
 def is_silent(row: Vantage, now: float, silent_after: float) -> bool:
     """Whether ``row``'s vantage has stopped reporting: its probe was due ``silent_after``
     ago or longer, and none is under way (no lease holds)."""
-    return (row.next_probe is not None and row.next_probe + silent_after <= now
+    # as Store.silent_vantages compares (due before now - silent_after): the same floats
+    return (row.next_probe is not None and row.next_probe <= now - silent_after
             and (row.lease_until is None or row.lease_until <= now))
 
 

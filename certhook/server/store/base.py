@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from certhook.server.store.records import (
     Account,
@@ -144,12 +144,12 @@ class Store(abc.ABC):
     # -- vantages (issue 12) -----------------------------------------------------------
 
     @abc.abstractmethod
-    def sync_vantages(self, default: Sequence[str], accounts: Mapping[str, Sequence[str]],
+    def sync_vantages(self, plan: Callable[[str, str, int, str], Sequence[str]] | None,
                       now: float) -> int:
-        """Give every probed target the vantages of its account (``accounts``, else
-        ``default``; none: probed from any node, once): a new vantage's row is due at
-        ``now``, the row of a vantage no longer named is deleted; one transaction. How
-        many targets changed."""
+        """Give every probed target the vantages ``plan(account, domain, port, protocol)``
+        names (None: no target has any; an empty list: probed from any node, once): a
+        new vantage's row is due at ``now``, the row of a vantage no longer named is
+        deleted; one transaction. How many targets changed."""
 
     @abc.abstractmethod
     def claim_vantages(self, vantage: str, now: float, limit: int, owner: str,

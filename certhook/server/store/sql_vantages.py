@@ -11,11 +11,12 @@ its vantages'.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Callable
 
-from certhook.server.store.records import SILENT, ProbeWrite, Target, Vantage, VantageWrite
+from certhook.server.store.records import ProbeWrite, Target, Vantage, VantageWrite
+from certhook.server.store.schema import NOT_SILENT
 from certhook.server.store.sql_audit import AuditMixin
 from certhook.server.store.sql_base import columns
 
@@ -56,22 +57,23 @@ class VantagesMixin(AuditMixin):
     def vantages(self, target_id: int) -> list[Vantage]:
         return self._vantage_rows(self._connection(), target_id)
 
-    def sync_vantages(self, default: Sequence[str], accounts: Mapping[str, Sequence[str]],
+    def sync_vantages(self, plan: Callable[[str, str, int, str], Sequence[str]] | None,
                       now: float) -> int:
         changed = 0
-        if not default and not any(accounts.values()) and self._one(
-                "SELECT 1 FROM targets WHERE vantages <> '' LIMIT 1") is None:
+        if plan is None and self._one("SELECT 1 FROM targets WHERE vantages <> '' LIMIT 1"
+                                      ) is None:
             return 0  # none named, none kept: nothing to read
         with self._transaction() as conn:
-            targets = self._execute(conn, "SELECT id, account, vantages, next_probe"  # noqa: S608
-                                    " FROM targets WHERE next_probe IS NOT NULL ORDER BY id"
-                                    + self._FOR_UPDATE).fetchall()
+            targets = self._execute(conn, "SELECT id, account, domain, port, protocol,"  # noqa: S608
+                                    " vantages, next_probe FROM targets WHERE next_probe"
+                                    " IS NOT NULL ORDER BY id" + self._FOR_UPDATE).fetchall()
             have: dict[int, set[str]] = {}
             for target, name in self._execute(conn, "SELECT target, vantage FROM vantages"
                                               ).fetchall():
                 have.setdefault(int(target), set()).add(str(name))
-            for target_id, account, listed, next_probe in targets:
-                want = tuple(dict.fromkeys(accounts.get(account, default)))
+            for target_id, account, domain, port, protocol, listed, next_probe in targets:
+                want = tuple(dict.fromkeys(plan(account, domain, port, protocol) if plan
+                                           else ()))
                 old = have.get(target_id, set())
                 add = [v for v in want if v not in old]
                 gone = sorted(old - set(want))
@@ -107,9 +109,9 @@ class VantagesMixin(AuditMixin):
 
     def silent_vantages(self, due_before: float, now: float, limit: int
                         ) -> list[tuple[int, str]]:
-        rows = self._all("SELECT target, vantage FROM vantages WHERE next_probe <= ?"  # noqa: S608
-                         f" AND {_FREE} AND (status IS NULL OR status <> ?)"
-                         " ORDER BY next_probe LIMIT ?", (due_before, now, SILENT, limit))
+        rows = self._all(f"SELECT target, vantage FROM vantages WHERE {NOT_SILENT}"  # noqa: S608
+                         f" AND next_probe <= ? AND {_FREE} ORDER BY next_probe LIMIT ?",
+                         (due_before, now, limit))
         return [(int(t), str(v)) for t, v in rows]
 
     def record_vantage_probe(
