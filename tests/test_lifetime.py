@@ -307,7 +307,7 @@ def test_server_probe_interval(lifetime: int | None, interval: float) -> None:
                         served_fingerprint=None, days_left=None, not_after=None, issuer=None,
                         notified_state="ok", notified_days=frozenset(), notified_for=None,
                         lifetime_seconds=lifetime)
-        assert auditor._next_probe(ev, 1000.0) == 1000.0 + interval
+        assert auditor.recorder.next_probe(ev, 1000.0) == 1000.0 + interval
     finally:
         auditor._pool.shutdown()
 

@@ -37,7 +37,7 @@ from server_helpers import (
 from certhook.errors import ParseError
 from certhook.server import store
 from certhook.server.audit import Auditor
-from certhook.server.config import AccountNotify, load_config
+from certhook.server.config import AccountNotify, ServerConfig, load_config
 from certhook.server.evaluate import TargetState
 from certhook.server.store import SILENT, Vantage, VantageWrite
 from certhook.server.vantage import is_silent, merge, silent_write
@@ -124,10 +124,18 @@ class Nodes:
                      vantage_silent=SILENT_AFTER, retry_interval=60.0, interval=3600.0,
                      notify_default=AccountNotify(webhook=("http://127.0.0.1:9/hook",)),
                      **changes)
-        self.auditors = {name: Auditor(replace(cfg, vantage=name), probe_fn=probe,
-                                       clock=lambda: self.now[0], node=f"node-{name}")
-                         for name, probe in self.probes.items()}
+        self.auditors = {name: self._auditor(replace(cfg, vantage=name)) for name in self.probes}
         self.store = store.open_store(db)
+
+    def _auditor(self, cfg: ServerConfig) -> Auditor:
+        return Auditor(cfg, probe_fn=self.probes[cfg.vantage], clock=lambda: self.now[0],
+                       node=f"node-{cfg.vantage}")
+
+    def configure(self, vantage: str, **changes: Any) -> None:
+        """Restart ``vantage``'s node with ``changes`` to its configuration."""
+        old = self.auditors[vantage]
+        old.stop()
+        self.auditors[vantage] = self._auditor(replace(old.config, **changes))
 
     def submit(self, domain: str, fingerprint: str) -> int:
         cfg = self.auditors["eu"].config
@@ -212,7 +220,7 @@ def test_a_vantage_serving_the_old_certificate_makes_the_target_critical(
 
 
 def test_each_vantage_confirms_its_own_failures(nodes: Nodes) -> None:
-    nodes.auditors["us"].config = replace(nodes.auditors["us"].config, failure_threshold=2)
+    nodes.configure("us", failure_threshold=2)
     target = nodes.submit("v.example", NEW)
     nodes.serve("eu", NEW)
     nodes.serve("us", NEW)
@@ -246,11 +254,11 @@ def test_a_vantage_that_stops_reporting_is_a_finding_once(nodes: Nodes) -> None:
     nodes.now[0] = us_due + SILENT_AFTER - 1
     nodes.probe("eu", target)
     eu = nodes.auditors["eu"]
-    eu._find_silent(nodes.store, nodes.now[0])
+    eu.recorder.find_silent(nodes.store, nodes.now[0])
     assert nodes.target(target).state == "ok" and nodes.notices() == []  # not yet
     nodes.now[0] = us_due + SILENT_AFTER
-    eu._next_silent = 0.0
-    eu._find_silent(nodes.store, nodes.now[0])
+    eu.recorder.next_silent = 0.0
+    eu.recorder.find_silent(nodes.store, nodes.now[0])
     row = nodes.target(target)
     assert row.state == "unknown"
     assert row.reasons == ("no result from vantage us since 2027-01-15 08:00 UTC (a probe was"
@@ -259,9 +267,9 @@ def test_a_vantage_that_stops_reporting_is_a_finding_once(nodes: Nodes) -> None:
     [notice] = nodes.notices()
     assert (notice["kind"], notice["state"]) == ("problem", "unknown")
     # found once: neither a second look nor the other node finds it again
-    eu._next_silent = 0.0
-    eu._find_silent(nodes.store, nodes.now[0] + 60)
-    nodes.auditors["us"]._find_silent(nodes.store, nodes.now[0] + 60)
+    eu.recorder.next_silent = 0.0
+    eu.recorder.find_silent(nodes.store, nodes.now[0] + 60)
+    nodes.auditors["us"].recorder.find_silent(nodes.store, nodes.now[0] + 60)
     nodes.now[0] += 60
     nodes.probe("eu", target)  # eu's own probes keep the finding
     assert nodes.target(target).state == "unknown" and len(nodes.notices()) == 1
@@ -273,14 +281,13 @@ def test_a_vantage_that_stops_reporting_is_a_finding_once(nodes: Nodes) -> None:
 
 
 def test_a_vantage_named_by_no_node_is_found_silent(nodes: Nodes) -> None:
-    nodes.auditors["eu"].config = replace(nodes.auditors["eu"].config,
-                                          vantages=("eu", "ap"))
+    nodes.configure("eu", vantages=("eu", "ap"))
     target = nodes.submit("v.example", NEW)
     nodes.store.sync_vantages(lambda *target: ("eu", "ap"), nodes.now[0])
     nodes.serve("eu", NEW)
     nodes.probe("eu", target)
     nodes.now[0] += SILENT_AFTER + 1
-    nodes.auditors["eu"]._find_silent(nodes.store, nodes.now[0])
+    nodes.auditors["eu"].recorder.find_silent(nodes.store, nodes.now[0])
     row = nodes.target(target)
     assert row.state == "unknown"
     assert row.reasons.startswith("no result from vantage ap ever")
@@ -453,19 +460,19 @@ def test_a_bad_vantage_setting_is_one_line_naming_where(tmp_path: Path, text: st
 
 def test_a_place_going_silent_for_many_targets_is_found_batch_after_batch(
         nodes: Nodes, monkeypatch: pytest.MonkeyPatch) -> None:
-    from certhook.server import audit
+    from certhook.server import recorder
 
-    count = audit._SILENT_BATCH + 44
+    count = recorder._SILENT_BATCH + 44
     upserts = tuple(store.TargetUpsert("alice", f"m{i}.example", 443, "tls", T0, None, None,
                                        None, None, T0, "", None, None, ("eu", "us"))
                     for i in range(count))
     sub = store.Submission("alice", "many", T0, "test", None, "", "", "", None, None, None,
                            None, upserts)
     assert nodes.store.commit_batch([], [sub]) == [True]
-    monkeypatch.setattr(audit, "_SILENT_BUDGET", 0.0)  # one batch a look
+    monkeypatch.setattr(recorder, "_SILENT_BUDGET", 0.0)  # one batch a look
     eu = nodes.auditors["eu"]
     now = T0 + SILENT_AFTER
-    eu._find_silent(nodes.store, now)
+    eu.recorder.find_silent(nodes.store, now)
 
     def found() -> int:
         return sum(1 for t in nodes.store.list_targets("alice")
@@ -474,11 +481,11 @@ def test_a_place_going_silent_for_many_targets_is_found_batch_after_batch(
     # a look reads one batch of rows (a target's two rows may fall in one): some found,
     # and the next look is soon, not in 30 s
     assert 0 < found() < count
-    assert eu._next_silent == now + audit.POLL
+    assert eu.recorder.next_silent == now + recorder.POLL
     for _ in range(3):  # 600 rows in batches of 256
-        now = eu._next_silent
-        eu._find_silent(nodes.store, now)
+        now = eu.recorder.next_silent
+        eu.recorder.find_silent(nodes.store, now)
         if found() == count:
             break
     assert found() == count
-    assert eu._next_silent == now + min(30.0, SILENT_AFTER / 2)  # all found: back to 30 s
+    assert eu.recorder.next_silent == now + min(30.0, SILENT_AFTER / 2)  # all found: back to 30 s
