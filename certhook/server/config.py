@@ -16,21 +16,20 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from certhook.client.ini import Ini, read_ini, unknown_names
-from certhook.errors import ParseError, UsageError
+from certhook.errors import ParseError
 from certhook.probe.lifetime import (
     DEFAULT_CRIT,
     DEFAULT_NOTICES,
     DEFAULT_WARN,
     Threshold,
-    parse_threshold,
-    parse_thresholds,
 )
+from certhook.server import config_values as v
+from certhook.server.config_values import parse_duration, parse_hostport
 
 __all__ = [
     "ACCOUNT",
@@ -52,68 +51,7 @@ DEFAULT_DB = "/var/lib/certhook/certhook.db"
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
-
-
 _log = logging.getLogger("certhook.server.config")
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``6h``, ``1d`` into seconds; UsageError if bad."""
-    try:
-        return _duration(text)
-    except ValueError as exc:
-        raise UsageError(f"bad duration: {exc}") from None
-
-
-def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """``HOST:PORT``, ``[::1]:PORT`` or ``:PORT`` (loopback) into a pair."""
-    text = text.strip()
-    match = re.match(r"^\[([0-9a-fA-F:.]+)\]:([0-9]+)$", text) or re.match(
-        r"^([^:\[\]]*):([0-9]+)$", text
-    )
-    if match:
-        host, port = match.group(1) or "127.0.0.1", int(match.group(2))
-    elif default_port is not None and text and ":" not in text:
-        host, port = text, default_port
-    else:
-        raise UsageError(f"bad address {text!r} (use HOST:PORT or [IPV6]:PORT)")
-    if not 0 <= port < 65536:
-        raise UsageError(f"bad port in {text!r}")
-    return host, port
-
-
-def _networks(text: str) -> tuple[Network, ...]:
-    nets = []
-    for item in re.split(r"[,\s]+", text.strip()):
-        if not item:
-            continue
-        try:
-            nets.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise UsageError(f"bad network {item!r} in allow_networks") from None
-    return tuple(nets)
-
-
-def _resolve(text: str) -> tuple[tuple[str, str], ...]:
-    """``name=address, ...``: where the auditor connects for a name (as curl --resolve)."""
-    pairs = []
-    for item in _list(text):
-        name, sep, address = item.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            address = str(ipaddress.ip_address(address.strip("[]")))
-        except ValueError:
-            raise UsageError(f"bad entry {item!r} in resolve: want NAME=ADDRESS") from None
-        pairs.append((name.lower().rstrip("."), address))
-    return tuple(pairs)
-
-
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(item for item in re.split(r"[,\s]+", text.strip()) if item)
-
 
 @dataclass(frozen=True)
 class SmtpConfig:
@@ -254,199 +192,6 @@ class ServerConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _duration(text: str) -> float:
-    match = _DURATION.match(text.lower())
-    if not match:
-        raise ValueError(f"{text[:20]!r} is not a duration (e.g. 30s, 15m, 6h, 1d)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _listen(text: str) -> tuple[str, int] | None:
-    if text.strip().lower() in ("", "off", "no", "none"):
-        return None
-    try:
-        return parse_hostport(text)
-    except UsageError:
-        raise ValueError(f"{text.strip()[:40]!r} is not HOST:PORT, [IPV6]:PORT or off") from None
-
-
-def _count(text: str) -> int:
-    if not text.strip().isdigit():
-        raise ValueError(f"{text.strip()[:20]!r} is not a whole number, 0 or more")
-    return int(text)
-
-
-def _positive(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"{text.strip()[:20]!r} is not a whole number, 1 or more")
-    return int(text)
-
-
-def _port(text: str) -> int:
-    if not text.strip().isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{text.strip()[:20]!r} is not a port number, 1 to 65535")
-    return int(text)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise ValueError(f"{text.strip()[:20]!r} is not a number from 0 to 1")
-    return value
-
-
-# configparser's BOOLEAN_STATES, which this file honoured before
-_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
-             "0": False, "no": False, "false": False, "off": False}
-
-
-def _bool(text: str) -> bool:
-    value = _BOOLEANS.get(text.strip().lower())
-    if value is None:
-        raise ValueError(f"{text.strip()[:20]!r} is not yes or no (or true/false, on/off, 1/0)")
-    return value
-
-
-def _threshold(text: str) -> Threshold:
-    try:
-        return parse_threshold(text)
-    except ParseError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _bare_days(text: str) -> Threshold:
-    return Threshold.days(_count(text))
-
-
-def _thresholds(text: str) -> tuple[Threshold, ...]:
-    try:
-        return parse_thresholds(text)
-    except ParseError as exc:
-        raise ValueError(f"{text.strip()[:40]!r} is not a list of thresholds"
-                         f" (e.g. 23.33%, 7.78%, 1.11% or 21, 7, 1): {exc}") from None
-
-
-def _metrics_public(text: str) -> str:
-    value = text.strip().lower()
-    if value not in ("no", "loopback"):
-        raise ValueError(f"{text.strip()[:20]!r} is not no or loopback")
-    return value
-
-
-def _node(text: str) -> str:
-    """A node name: up to 100 printable characters without spaces (it is in logs)."""
-    value = text.strip()
-    if len(value) > 100 or not re.fullmatch(r"[\x21-\x7e]*", value):
-        raise ValueError(f"{value[:20]!r} is not a node name (printable, no spaces,"
-                         " up to 100 characters)")
-    return value
-
-
-def _lease(text: str) -> float:
-    value = _duration(text)
-    if value < 1:
-        raise ValueError(f"{text.strip()[:20]!r} is shorter than one second")
-    return value
-
-
-_VANTAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,39}")
-
-
-def _vantage(text: str) -> str:
-    """A vantage name: letters, digits, dots and dashes, up to 40 (``eu-west``)."""
-    value = text.strip()
-    if value and not _VANTAGE.fullmatch(value):
-        raise ValueError(f"{value[:20]!r} is not a vantage name (letters, digits, . and -,"
-                         " up to 40 characters)")
-    return value
-
-
-def _vantages(text: str) -> tuple[str, ...]:
-    """``eu-west, us-east``; ``none``: probed from any node, once."""
-    if text.strip().lower() in ("", "none", "off"):
-        return ()
-    names = tuple(dict.fromkeys(_vantage(name) for name in _list(text)))
-    if len(names) > 16:
-        raise ValueError("more than 16 vantages")
-    return names
-
-
-def _optional(text: str) -> str | None:
-    return text.strip() or None
-
-
-def _networks_value(text: str) -> tuple[Network, ...]:
-    try:
-        return _networks(text)
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _ari(text: str) -> tuple[tuple[str, str], ...] | None:
-    """``ISSUER-SUBSTRING = DIRECTORY_URL`` per line (or ``;``-separated), or ``off``."""
-    if text.strip().lower() in ("off", "no", "false", "0"):
-        return None
-    pairs = []
-    for item in re.split(r"[;\n]", text):
-        if not item.strip():
-            continue
-        issuer, sep, url = item.rpartition("=")
-        url = url.strip()
-        # An issuer holds "=" (CN=R11,O=Let's Encrypt): the URL is after the last one.
-        if not sep or not issuer.strip() or not re.fullmatch(r"https?://[\x21-\x7e]+", url):
-            raise ValueError(f"{item.strip()[:60]!r} is not ISSUER-SUBSTRING = DIRECTORY_URL")
-        pairs.append((issuer.strip(), url))
-    return tuple(pairs)
-
-
-def _resolve_value(text: str) -> tuple[tuple[str, str], ...]:
-    try:
-        return _resolve(text)
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _db(text: str) -> str:
-    """A database: a path, ``sqlite:///PATH`` or ``postgresql://...`` (never quoted with
-    its password)."""
-    from certhook.server.store.dburl import parse
-
-    try:
-        parse(text)
-    except ParseError as exc:
-        raise ValueError(exc.reason) from None
-    return text.strip()
-
-
-def _webhooks(text: str) -> tuple[str, ...]:
-    """``URL`` (plain JSON) or ``FORMAT+URL`` (``slack+https://...``), comma-separated."""
-    from certhook.server.channels import parse_webhook
-
-    for item in _list(text):
-        parse_webhook(item)
-    return _list(text)
-
-
-def _rate(text: str) -> tuple[int, float]:
-    """``10/1h``: at most 10 messages a channel per hour; ``0`` or ``off``: no limit."""
-    if text.strip().lower() in ("0", "off", "no", "none"):
-        return (0, 3600.0)
-    count, slash, period = text.partition("/")
-    try:
-        if not slash or not count.strip().isdigit() or int(count) < 1:
-            raise ValueError
-        seconds = _duration(period if period.strip()[:1].isdigit() else f"1{period.strip()}")
-        if seconds <= 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"{text.strip()[:20]!r} is not COUNT/DURATION"
-                         " (e.g. 10/1h, 30/d) or off") from None
-    return (int(count), seconds)
-
-
 # What the file may hold: [section] -> {key -> how its value is read}. A reader
 # returns the value or raises ValueError saying what is allowed (a builtin
 # like int or float gets the words of _ALLOWED). These rows are also the keys
@@ -456,80 +201,80 @@ def _rate(text: str) -> tuple[int, float]:
 # [account NAME] an AccountNotify, [notify] also notify_retries and
 # notify_backoff. docs/server.md documents every row (tests/test_config_errors.py).
 _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
-    "db": _db,
-    "line_listen": _listen,
-    "tls_listen": _listen,
-    "http_listen": _listen,
-    "https_listen": _listen,
-    "tls_cert": _optional,
-    "tls_key": _optional,
-    "idle_timeout": _duration,
-    "max_connections": _positive,
-    "max_connections_per_address": _positive,
-    "max_pending_per_connection": _positive,
-    "max_body": _positive,
-    "max_ports_per_submission": _positive,
-    "max_targets_per_account": _positive,
-    "metrics_public": _metrics_public,
-    "node": _node,
+    "db": v.db,
+    "line_listen": v.listen,
+    "tls_listen": v.listen,
+    "http_listen": v.listen,
+    "https_listen": v.listen,
+    "tls_cert": v.optional,
+    "tls_key": v.optional,
+    "idle_timeout": v.duration,
+    "max_connections": v.positive,
+    "max_connections_per_address": v.positive,
+    "max_pending_per_connection": v.positive,
+    "max_body": v.positive,
+    "max_ports_per_submission": v.positive,
+    "max_targets_per_account": v.positive,
+    "metrics_public": v.metrics_public,
+    "node": v.node,
 }
 _AUDIT_KEYS: dict[str, Callable[[str], Any]] = {
-    "interval": _duration,
-    "jitter": _fraction,
-    "first_probe_delay": _duration,
-    "retry_interval": _duration,
-    "retry_max": _duration,
-    "concurrency": _positive,
-    "probe_timeout": _duration,
-    "lease": _lease,
-    "grace": _duration,
-    "failure_threshold": _positive,
-    "warn": _threshold,
-    "crit": _threshold,
-    "warn_days": _bare_days,  # the old spelling of warn (and crit): a number of days
-    "crit_days": _bare_days,
-    "expiry_notices": _thresholds,
-    "ca_file": _optional,
-    "allow_networks": _networks_value,
-    "resolve": _resolve_value,
-    "vantage": _vantage,
-    "vantages": _vantages,
-    "vantage_silent": _lease,
-    "history_keep": _count,  # 0 keeps every result
-    "retire_after": _duration,  # 0 never retires
-    "ari": _ari,
-    "crl": _bool,
+    "interval": v.duration,
+    "jitter": v.fraction,
+    "first_probe_delay": v.duration,
+    "retry_interval": v.duration,
+    "retry_max": v.duration,
+    "concurrency": v.positive,
+    "probe_timeout": v.duration,
+    "lease": v.lease,
+    "grace": v.duration,
+    "failure_threshold": v.positive,
+    "warn": v.threshold,
+    "crit": v.threshold,
+    "warn_days": v.bare_days,  # the old spelling of warn (and crit): a number of days
+    "crit_days": v.bare_days,
+    "expiry_notices": v.thresholds,
+    "ca_file": v.optional,
+    "allow_networks": v.networks,
+    "resolve": v.resolve,
+    "vantage": v.vantage,
+    "vantages": v.vantages,
+    "vantage_silent": v.lease,
+    "history_keep": v.count,  # 0 keeps every result
+    "retire_after": v.duration,  # 0 never retires
+    "ari": v.ari,
+    "crl": v.yes_no,
 }
 _SMTP_KEYS: dict[str, Callable[[str], Any]] = {
     "host": str.strip,
-    "port": _port,
-    "starttls": _bool,
-    "ssl": _bool,
+    "port": v.port,
+    "starttls": v.yes_no,
+    "ssl": v.yes_no,
     "username": str.strip,
     "password": str.strip,
     "from": str.strip,
-    "timeout": _duration,
-    "ca_file": _optional,
+    "timeout": v.duration,
+    "ca_file": v.optional,
 }
 _CHANNEL_KEYS: dict[str, Callable[[str], Any]] = {
-    "email": _list,
-    "webhook": _webhooks,
-    "log": _bool,
+    "email": v.words,
+    "webhook": v.webhooks,
+    "log": v.yes_no,
 }
 _ACCOUNT_KEYS: dict[str, Callable[[str], Any]] = {
     **_CHANNEL_KEYS,
-    "vantages": _vantages,  # overrides [audit] vantages for this account
+    "vantages": v.vantages,  # overrides [audit] vantages for this account
 }
 _NOTIFY_KEYS: dict[str, Callable[[str], Any]] = {
     **_CHANNEL_KEYS,
-    "retries": _count,
-    "backoff": _duration,
-    "group_window": _duration,
-    "rate_limit": _rate,
-    "remind": _duration,  # 0: never
+    "retries": v.count,
+    "backoff": v.duration,
+    "group_window": v.duration,
+    "rate_limit": v.rate,
+    "remind": v.duration,  # 0: never
 }
 _TARGET_KEYS: dict[str, Callable[[str], Any]] = {
-    "vantages": _vantages,  # overrides its account's
+    "vantages": v.vantages,  # overrides its account's
 }
 ACCOUNT = "account NAME"  # the sections of many names: [account alice], ...
 TARGET = "target NAME"  # [target www.example.org], [target mail.example.org:465/smtps]
