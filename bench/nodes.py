@@ -8,12 +8,20 @@ connection). The targets are submitted with a first probe an hour away,
 then all marked due at once (``certhook recheck --all``); the time is from
 there to the last target's first result, read from the database.
 
+With ``--vantages``, node i carries ``[audit] vantage = vI`` and the account
+names every node's vantage: each target is probed once from each node, and
+the time runs to the last vantage's first result. The same number of
+probes without vantages (``--targets`` times the nodes, plain) is the
+reference: the difference is what recording per vantage costs (reading and
+locking the target's vantage rows, the merge).
+
 Stated honestly: the TLS server, the probes and the database share this
 machine's cores (two here), so more nodes show what the claims cost and
 whether nodes get in each other's way, not how far the design scales on
 more machines (see docs/scaling.md).
 
     .venv/bin/python bench/nodes.py [--targets 1000] [--nodes 1,2,3] [--concurrency 16]
+                                    [--vantages]
 """
 
 from __future__ import annotations
@@ -36,21 +44,28 @@ from server_helpers import ServeProcess, ThreadedTlsServer, submit_names  # noqa
 from certhook.server import store  # noqa: E402
 
 
-def _probed(db: str, after: float) -> int:
+def _probed(db: str, after: float, vantages: bool) -> int:
+    """Targets (or, with vantages, vantage rows) with a result after ``after``."""
     opened = store.open_store(db, create=False)
     try:
-        return sum(1 for t in opened.list_targets(None) if (t.last_probe or 0) > after)
+        rows = opened.list_targets(None)
+        if vantages:
+            return sum(1 for t in rows for v in opened.vantages(t.id) if (v.time or 0) > after)
+        return sum(1 for t in rows if (t.last_probe or 0) > after)
     finally:
         opened.close()
 
 
-def run(targets: int, nodes: int, concurrency: int, tls: ThreadedTlsServer, ca_file: str
-        ) -> tuple[float, int]:
-    """Seconds from ``recheck --all`` to every target probed, and the handshakes made."""
+def run(targets: int, nodes: int, concurrency: int, tls: ThreadedTlsServer, ca_file: str,
+        vantages: bool = False) -> tuple[float, int]:
+    """Seconds from ``recheck --all`` to every target probed (from every vantage), and the
+    handshakes made."""
     names = [f"t{i}.nodes.test" for i in range(targets)]
     audit = (f"allow_networks = 127.0.0.0/8\nca_file = {ca_file}\ninterval = 6h\n"
              f"first_probe_delay = 1h\nconcurrency = {concurrency}\n"
              f"resolve = {', '.join(f'{n}=127.0.0.1' for n in names)}\n")
+    places = [f"v{i}" for i in range(nodes)] if vantages else []
+    extra = f"[account bench]\nvantages = {', '.join(places)}\n" if vantages else ""
     with tempfile.TemporaryDirectory(prefix="certhook-nodes-") as tmp:
         db = os.path.join(tmp, "certhook.db")
         opened = store.open_store(db)
@@ -61,14 +76,15 @@ def run(targets: int, nodes: int, concurrency: int, tls: ThreadedTlsServer, ca_f
             for i in range(nodes):
                 home = Path(tmp) / f"node{i}"
                 home.mkdir()
-                started.append(ServeProcess(home, db, audit))
+                mine = f"vantage = {places[i]}\n" if vantages else ""
+                started.append(ServeProcess(home, db, audit + mine, extra))
             submit_names(started[0].line_address, key, names, tls.port, chunk=20)
             before = tls.handshakes
             code, out, err = started[0].cli("recheck", "--all")
             if code != 0:
                 raise SystemExit(f"recheck failed: {out}{err}")
             t0 = time.time()
-            while _probed(db, t0 - 1) < targets:
+            while _probed(db, t0 - 1, vantages) < targets * max(1, len(places)):
                 time.sleep(0.1)
             return time.time() - t0, tls.handshakes - before
         finally:
@@ -81,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--nodes", default="1,2,3")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--vantages", action="store_true",
+                        help="each node a vantage, each target probed from every one")
     args = parser.parse_args(argv)
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -92,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.targets} targets, concurrency {args.concurrency} per node,"
                   f" {os.cpu_count()} cores")
             for n in (int(x) for x in args.nodes.split(",")):
-                seconds, handshakes = run(args.targets, n, args.concurrency, tls, ca_file.name)
-                print(f"{n} node(s): {seconds:6.2f} s, {args.targets / seconds:7.1f} probes/s,"
+                seconds, handshakes = run(args.targets, n, args.concurrency, tls, ca_file.name,
+                                          args.vantages)
+                probes = args.targets * (n if args.vantages else 1)
+                kind = f", {n} vantage(s)" if args.vantages else ""
+                print(f"{n} node(s){kind}: {seconds:6.2f} s, {probes / seconds:7.1f} probes/s,"
                       f" {handshakes} handshakes", flush=True)
     finally:
         tls.close()

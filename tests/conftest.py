@@ -66,6 +66,7 @@ BOTH_STORES = frozenset({
     "test_server_http",
     "test_server_keys",
     "test_server_line",
+    "test_server_lost_answers",
     "test_server_loop",
     "test_server_metrics",
     "test_server_nodes",

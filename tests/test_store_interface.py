@@ -430,6 +430,12 @@ def test_claims_lease_each_due_target_to_one_node(store: Store) -> None:
     assert [t.id for t in store.claim_targets(T0 + 1, 10, "n3", lease)] == [c.id]
     store.release_targets("n3")
     assert [t.id for t in store.claim_targets(T0 + 1, 10, "n1", lease)] == [c.id]
+    # after an outage: every lease of a node but those of the probes it has in flight
+    store.mark_due(None, None, None, None, T0 + 200)
+    assert len(store.claim_targets(T0 + 200, 10, "n4", T0 + 320)) == 3
+    store.release_targets("n4", keep=[a.id])
+    assert sorted(t.id for t in store.claim_targets(T0 + 201, 10, "n5", T0 + 320)) == [
+        b.id, c.id]
 
 
 def test_claims_lease_each_notification_destination_to_one_node(store: Store) -> None:

@@ -135,6 +135,7 @@ class Auditor(Worker):
         # turns each result into the store's write (the evaluation, vantages, notices)
         self.recorder = Recorder(config, self.node, self._db, clock, on_notice)
         self._synced = False  # the targets given their accounts' vantages at start
+        self._claims_unknown = False  # after an outage: leases of ours may be unknown here
         super().__init__()
 
     def stop(self) -> None:
@@ -164,6 +165,9 @@ class Auditor(Worker):
                 self.outage.ok()
             except StoreUnavailable as exc:  # PostgreSQL gone: pause, no traceback per try
                 wait = self.outage.failed(exc)
+                # a claim may have committed with its answer lost: leases of ours that
+                # nothing here knows of, given back once the database answers
+                self._claims_unknown = True
             except Exception:
                 log.exception("scheduler")
             self._wake.wait(max(0.0, min(wait, POLL)))
@@ -204,6 +208,11 @@ class Auditor(Worker):
             if changed:
                 log.info("vantages: %d targets given their account's vantages", changed)
             self._synced = True
+        if self._claims_unknown:
+            with self._lock:
+                flying = sorted(self._inflight)
+            db.release_targets(self.node, keep=flying)
+            self._claims_unknown = False
         with self._lock:
             unrecorded, self._unrecorded = self._unrecorded, set()
         if unrecorded:  # probed, not recorded (the database was away): claimable again now,

@@ -139,17 +139,22 @@ class Notifier(Worker):
 
     def _run(self) -> None:
         db: store.Store | None = None
+        lost = False  # after an outage: a claim may have committed with its answer lost
         while not self._stopping.is_set():
             self._wake.clear()
             wait = _POLL
             try:
                 if db is None:
                     db = store.open_store(self.config.db)
+                if lost:  # nothing is in flight here: every lease of ours is given back
+                    db.release_notifications(self.node)
+                    lost = False
                 self._remind(db)
                 wait = self._deliver_due(db)
                 self.outage.ok()
             except StoreUnavailable as exc:  # PostgreSQL gone: pause, no traceback per try
                 wait = self.outage.failed(exc)
+                lost = True
             except Exception:
                 log.exception("notifier")
             self._wake.wait(max(0.0, min(wait, _POLL)))

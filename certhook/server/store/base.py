@@ -118,9 +118,10 @@ class Store(abc.ABC):
         holds; each claim ends at :meth:`record_probe` or :meth:`release_targets`."""
 
     @abc.abstractmethod
-    def release_targets(self, owner: str, ids: Sequence[int] | None = None) -> None:
-        """End the leases of ``owner`` on ``ids`` (all of its leases for None), unprobed;
-        its leases on the vantage rows of those targets too."""
+    def release_targets(self, owner: str, ids: Sequence[int] | None = None,
+                        keep: Sequence[int] = ()) -> None:
+        """End the leases of ``owner`` on ``ids`` (all of its leases but those on ``keep``
+        for None), unprobed; its leases on the vantage rows of those targets too."""
 
     @abc.abstractmethod
     def next_due(self, now: float) -> float | None:

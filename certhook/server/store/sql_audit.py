@@ -71,12 +71,15 @@ class AuditMixin(SqlBase):
                               [(owner, until, t.id) for t in found])
         return found
 
-    def release_targets(self, owner: str, ids: Sequence[int] | None = None) -> None:
+    def release_targets(self, owner: str, ids: Sequence[int] | None = None,
+                        keep: Sequence[int] = ()) -> None:
+        kept = f" AND {{}} NOT IN ({', '.join('?' * len(keep))})" if keep else ""
         with self._transaction() as conn:
             for table, key in (("targets", "id"), ("vantages", "target")):
                 end = f"UPDATE {table} SET lease_owner = NULL, lease_until = NULL"  # noqa: S608
                 if ids is None:
-                    self._execute(conn, f"{end} WHERE lease_owner = ?", (owner,))
+                    self._execute(conn, f"{end} WHERE lease_owner = ?{kept.format(key)}",
+                                  (owner, *keep))
                 else:
                     self._executemany(conn, f"{end} WHERE lease_owner = ? AND {key} = ?",
                                       [(owner, i) for i in ids])
