@@ -100,7 +100,7 @@ def bench_floor(url: str, seconds: float, batch: int, targets: int) -> dict[str,
             rows.append(("floor", f"f{batch}-{n}", now, "line", "127.0.0.1:1", host, "443",
                          "", None, None, None, "bench"))
             hosts[host] = ("floor", host, 443, "tls", now, now, None, None, None, None, now,
-                           "", None, None)
+                           "", None, None, "")  # no vantages, as the server's own upsert
         conn.execute("BEGIN")
         with conn.cursor() as cur:
             cur.executemany(insert, rows)

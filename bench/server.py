@@ -169,7 +169,7 @@ def bench_floor(workdir: Path, seconds: float, batch: int, targets: int, name: s
             rows.append(("bench", f"f{n}", now, "line", "127.0.0.1:1", host, "443", "",
                          None, None, None, "bench"))
             hosts[host] = ("bench", host, 443, "tls", now, now, None, None, None, None, now, "",
-                           None, None)
+                           None, None, "")  # no vantages, as the server's own upsert
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(_INSERT_SUBMISSION, rows)
         conn.executemany(_UPSERT_TARGET, list(hosts.values()))
