@@ -219,6 +219,26 @@ def test_a_vantage_serving_the_old_certificate_makes_the_target_critical(
     assert [n["kind"] for n in nodes.notices()] == ["not-deployed", "recovery"]
 
 
+@pytest.mark.parametrize(("eu_sees", "us_sees"), [(OLD, OLD), (NEW, OLD)],
+                         ids=["one certificate", "renewed in one place only"])
+def test_an_expiry_threshold_is_told_once_whichever_places_see_it(
+        nodes: Nodes, eu_sees: str, us_sees: str) -> None:
+    target = nodes.submit("v.example", eu_sees)
+    # 5 days left of 90: past the 7-day threshold; the renewed one has 89
+    for name, fingerprint in (("eu", eu_sees), ("us", us_sees)):
+        nodes.probes[name].results["v.example"] = fake_result(
+            "ok", fingerprint, days=5 if fingerprint == OLD else 89)
+    for _ in range(3):  # the places take turns, as their schedules interleave
+        for name in ("eu", "us"):
+            nodes.now[0] += 60
+            nodes.probe(name, target)
+    expiry = [n for n in nodes.notices() if n["kind"] == "expiry"]
+    assert len(expiry) == 1, expiry
+    assert expiry[0]["served_fingerprint"] == OLD
+    kinds = [n["kind"] for n in nodes.notices()]
+    assert kinds == (["expiry"] if eu_sees == us_sees else ["expiry", "not-deployed"])
+
+
 def test_each_vantage_confirms_its_own_failures(nodes: Nodes) -> None:
     nodes.configure("us", failure_threshold=2)
     target = nodes.submit("v.example", NEW)

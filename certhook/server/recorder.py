@@ -25,7 +25,7 @@ from certhook.server.chain import summarize
 from certhook.server.config import ServerConfig
 from certhook.server.evaluate import WAITING, Evaluation, TargetState, evaluate
 from certhook.server.store.records import SILENT
-from certhook.server.vantage import is_silent, merge, silent_write
+from certhook.server.vantage import is_silent, merge, silent_write, told
 
 __all__ = ["POLL", "REFUSED", "WAITING_RECHECK", "Recorder", "backoff"]
 
@@ -100,14 +100,19 @@ class Recorder:
         def decide(row: store.Target, rows: list[store.Vantage]) -> store.ProbeWrite:
             base = _state_of(row)
             mine = next(v for v in rows if v.vantage == vantage)  # the lease was checked
-            ev = evaluate(replace(base, state=mine.state, failures=mine.failures), result,
-                          now, cfg.grace, cfg.failure_threshold, cfg.expiry_notices)
+            leaf = getattr(result, "leaf", None)
+            notified_for, notified_days = told(
+                rows, mine, getattr(leaf, "fingerprint_sha256", None) if leaf else None)
+            ev = evaluate(replace(base, state=mine.state, failures=mine.failures,
+                                  notified_for=notified_for, notified_days=notified_days),
+                          result, now, cfg.grace, cfg.failure_threshold, cfg.expiry_notices)
             address = getattr(result, "address", None)
             own = store.VantageWrite(
                 vantage, ev.state, ev.failures, ev.status, "\n".join(ev.reasons),
                 ev.served_fingerprint, None if ev.deployed is None else int(ev.deployed),
                 ev.days_left, ev.not_after, None if address is None else str(address), now,
-                self.next_probe(ev, now))
+                self.next_probe(ev, now), ",".join(sorted(ev.notified_days)),
+                ev.notified_for)
             merged, writes, nxt = self._merge(base, ev, rows, now, own)
             seen.append((base, merged))
             if _retire(cfg, row, ev, now):
@@ -213,6 +218,7 @@ class Recorder:
             self._on_notice()
 
     def next_probe(self, ev: Evaluation, now: float) -> float:
+        """When to probe next after evaluation ``ev`` at ``now``."""
         cfg = self.config
         # A refused IP literal stays refused: no retries for it.
         settled = ev.status == "ok" or any(r.startswith(REFUSED) for r in ev.reasons)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from certhook.server.evaluate import WAITING, TargetState, notice_kind
 from certhook.server.store.records import SEVERITY, SILENT, Vantage, VantageWrite
 
-__all__ = ["SILENT", "Merged", "is_silent", "merge", "silent_write"]
+__all__ = ["SILENT", "Merged", "is_silent", "merge", "silent_write", "told"]
 
 _NOT_DEPLOYED = "renewed but not deployed"
 
@@ -87,6 +87,25 @@ def silent_write(row: Vantage) -> VantageWrite:
               f" {_iso(row.next_probe)}): its node has stopped probing")
     return VantageWrite(row.vantage, "unknown", row.failures, SILENT, reason, row.fingerprint,
                         row.deployed, row.days_left, row.not_after, row.address, None, None)
+
+
+def told(rows: Sequence[Vantage], mine: Vantage, served: str | None
+         ) -> tuple[str | None, frozenset[str]]:
+    """The expiry notices already told of certificate ``served``, by any vantage: as the
+    target's ``(notified_for, notified_days)`` for the evaluation of ``mine``'s probe.
+
+    So two places that see one certificate tell each threshold once, and two places
+    that see two certificates (one renewed, one not) do not tell each one's thresholds
+    again at every probe, as one pair of fields for the target would.
+    """
+    if served is None:  # nothing served: the evaluation leaves them as they were
+        return mine.notified_for, _days(mine.notified_days)
+    return served, frozenset(day for v in rows if v.notified_for == served
+                             for day in _days(v.notified_days))
+
+
+def _days(text: str) -> frozenset[str]:
+    return frozenset(x for x in text.split(",") if x)
 
 
 def _rank(seen: _Seen) -> tuple[int, str]:

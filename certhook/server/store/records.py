@@ -155,6 +155,9 @@ class VantageWrite(_Record):
     address: str | None
     time: float | None  # its latest result (None: none yet)
     next_probe: float | None
+    # the expiry notices told of the certificate it saw (written with a result only)
+    notified_days: str = ""
+    notified_for: str | None = None
 
 
 @dataclass(frozen=True)

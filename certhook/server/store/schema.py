@@ -224,6 +224,9 @@ TABLES: tuple[Table, ...] = (
         _c("days_left", "int"),
         _c("not_after", "real"),
         _c("address", "text"),
+        # the expiry notices told of the certificate it last saw (as targets' own)
+        _c("notified_days", "text", not_null=True, default="''"),
+        _c("notified_for", "text"),
     ), unique=(("target", "vantage"),), since=6),
     Table("notifications", (
         _c("id", "id"),

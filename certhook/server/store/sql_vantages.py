@@ -28,7 +28,8 @@ _FREE = "(lease_until IS NULL OR lease_until <= ?)"
 # unless a submission or recheck during the probe asked for an earlier one.
 _WRITE = ("UPDATE vantages SET state = ?, failures = ?, status = ?, reasons = ?,"
           " fingerprint = ?, deployed = ?, days_left = ?, not_after = ?, address = ?")
-_RESULT = (", time = ?, lease_owner = NULL, lease_until = NULL, next_probe = CASE"
+_RESULT = (", time = ?, notified_days = ?, notified_for = ?, lease_owner = NULL,"
+           " lease_until = NULL, next_probe = CASE"
            " WHEN next_probe > ? AND next_probe < ? THEN next_probe ELSE ? END")
 _WHERE = " WHERE target = ? AND vantage = ?"
 # A submission naming a target probed from vantages: each vantage's row is added, or
@@ -150,5 +151,6 @@ class VantagesMixin(AuditMixin):
         sql = _WRITE
         if w.time is not None:
             sql += _RESULT
-            args += [w.time, started, w.next_probe, w.next_probe]
+            args += [w.time, w.notified_days, w.notified_for, started, w.next_probe,
+                     w.next_probe]
         self._execute(conn, sql + _WHERE, [*args, target_id, w.vantage])
