@@ -404,6 +404,8 @@ def test_two_serve_processes_with_different_resolve_maps_one_sees_the_old_certif
         assert [(v["vantage"], v["state"]) for v in item["vantage_states"]] == [
             ("eu-west", "ok"), ("us-east", "critical")]
         assert {h["vantage"] for h in item["history"]} == {"eu-west", "us-east"}
+        status, listing = http("GET", f"{nodes[1].base}/api/v1/targets", key=keys["alice"])
+        assert status == 200 and listing["targets"][0]["vantages"] == ["eu-west", "us-east"]
         status, page = http("GET", f"{nodes[0].base}/target?id={target.id}",
                             basic=("alice", keys["alice"]))
         assert status == 200 and "<h2>Vantages</h2>" in page

@@ -71,4 +71,5 @@ def target_json(row: Target, now: float) -> dict[str, Any]:
         "state": row.state, "state_since": iso(row.state_since),
         "last_submitted": iso(row.last_submitted), "last_probe": iso(row.last_probe),
         "muted_until": iso(row.muted_until) if muted(row, now) else None,
+        "vantages": [v for v in row.vantages.split(",") if v],  # probed from each
     }
