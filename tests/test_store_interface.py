@@ -507,12 +507,28 @@ def test_vantages_are_given_claimed_and_recorded_per_vantage(store: Store) -> No
                                                                  T0 + 500, None)
     assert (us.state, us.time, us.lease_owner) == ("unknown", None, "n3")
     assert store.target(a.id).state == "critical"  # type: ignore[union-attr]
-    # a submission naming a target brings each vantage's probe forward, and adds rows
+    # a submission naming a target brings each of its vantages' probes forward; the list
+    # is the target's own (a node's start changes it, not a submission from a node that
+    # reads another one): no row for "ap", and no list dropped by a node without any
     sub = _submission("alice", "again", T0 + 20,
                       replace(_upsert("alice", "a.example", T0 + 20), vantages=("eu", "ap")))
     assert store.commit_batch([], [sub]) == [True]
     rows = {v.vantage: v for v in store.vantages(a.id)}
-    assert rows["eu"].next_probe == T0 + 20 and rows["ap"].next_probe == T0 + 20
+    assert sorted(rows) == ["eu", "us"]
+    assert rows["eu"].next_probe == T0 + 20  # from T0 + 500
+    assert rows["us"].next_probe == T0 + 1  # sooner already: kept
+    sub = _submission("alice", "plain", T0 + 21, _upsert("alice", "a.example", T0 + 21))
+    assert store.commit_batch([], [sub]) == [True]
+    assert store.target(a.id).vantages == "eu,us"  # type: ignore[union-attr]
+    # a new target gets the submitting node's list, and a row for each
+    sub = _submission("alice", "new", T0 + 22,
+                      replace(_upsert("alice", "n.example", T0 + 22), vantages=("eu", "ap")))
+    assert store.commit_batch([], [sub]) == [True]
+    [n] = store.find_targets("alice", "n.example")
+    assert n.vantages == "eu,ap"
+    assert {(v.vantage, v.next_probe) for v in store.vantages(n.id)} == {
+        ("eu", T0 + 22), ("ap", T0 + 22)}
+    store.remove_targets([n.id])
     # a recheck too; releasing gives a vantage's row back at once
     store.release_targets("n3", [a.id])
     assert store.mark_due("alice", "b.example", None, None, T0 + 30)

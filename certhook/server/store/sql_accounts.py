@@ -20,7 +20,7 @@ from typing import Any
 from certhook.errors import UsageError
 from certhook.server.store.records import Account, ActiveKey, Submission, TargetKey, Use
 from certhook.server.store.sql_base import SqlBase
-from certhook.server.store.sql_vantages import UPSERT_VANTAGE
+from certhook.server.store.sql_vantages import BRING_FORWARD, UPSERT_VANTAGE
 
 __all__ = ["LAST_USE_EVERY", "AccountsMixin", "hash_key"]
 
@@ -40,7 +40,9 @@ ON CONFLICT (account, client_id) DO NOTHING
 """
 
 # Inside DO UPDATE, targets.* is the old row and excluded.* the new one; all SET
-# expressions see the old row, so their order does not matter.
+# expressions see the old row, so their order does not matter. ``vantages`` is set when
+# the target is added: a node's start changes it (sync_vantages, with the rows), never
+# a submission.
 _UPSERT_TARGET = """
 INSERT INTO targets (account, domain, port, protocol, created, last_submitted, lineage,
     last_event, expected_fingerprint, expected_since, next_probe, reasons, acme_server,
@@ -48,7 +50,6 @@ INSERT INTO targets (account, domain, port, protocol, created, last_submitted, l
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account, domain, port, protocol) DO UPDATE SET
     last_submitted = excluded.last_submitted,
-    vantages = excluded.vantages,
     lineage = coalesce(excluded.lineage, targets.lineage),
     last_event = coalesce(excluded.last_event, targets.last_event),
     expected_fingerprint = coalesce(excluded.expected_fingerprint,
@@ -222,11 +223,14 @@ class AccountsMixin(SqlBase):
             if targets:  # in key order: two nodes' batches lock shared rows alike
                 rows = [targets[k] for k in sorted(targets)]
                 self._executemany(conn, _UPSERT_TARGET, rows)
-                # a target probed from vantages: each vantage's row, due as the target
-                vantaged = [(vantage, row[4], row[10], *row[:4]) for row in rows if row[14]
-                            for vantage in row[14].split(",")]
+                # a target probed from vantages (vantages.py): its rows, due as the target
+                vantaged = [row for row in rows if row[14]]
                 if vantaged:
-                    self._executemany(conn, UPSERT_VANTAGE, vantaged)
+                    self._executemany(conn, UPSERT_VANTAGE, [
+                        (vantage, row[4], row[10], *row[:4], vantage) for row in vantaged
+                        for vantage in row[14].split(",")])
+                    self._executemany(conn, BRING_FORWARD, [
+                        (row[10], row[10], *row[:4]) for row in vantaged])
         return new
 
     def submissions(self, account: str | None = None) -> list[Submission]:

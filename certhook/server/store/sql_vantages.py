@@ -32,16 +32,21 @@ _RESULT = (", time = ?, notified_days = ?, notified_for = ?, lease_owner = NULL,
            " lease_until = NULL, next_probe = CASE"
            " WHEN next_probe > ? AND next_probe < ? THEN next_probe ELSE ? END")
 _WHERE = " WHERE target = ? AND vantage = ?"
-# A submission naming a target probed from vantages: each vantage's row is added, or
-# its next probe brought forward to the submission's (CAST: a type for PostgreSQL).
+# A submission naming a target probed from vantages. The target's list is its own (set
+# when it is added, changed only by sync_vantages at a node's start, with the rows): a
+# missing row of a vantage it lists is added (CAST: a type for PostgreSQL), and every
+# row of the target is brought forward to the submission's probe.
 UPSERT_VANTAGE = """
 INSERT INTO vantages (target, vantage, created, next_probe)
 SELECT id, CAST(? AS text), CAST(? AS double precision), CAST(? AS double precision)
 FROM targets WHERE account = ? AND domain = ? AND port = ? AND protocol = ?
-    AND next_probe IS NOT NULL
-ON CONFLICT (target, vantage) DO UPDATE SET next_probe = CASE
-    WHEN vantages.next_probe IS NULL OR excluded.next_probe < vantages.next_probe
-    THEN excluded.next_probe ELSE vantages.next_probe END
+    AND next_probe IS NOT NULL AND (',' || vantages || ',') LIKE ('%,' || CAST(? AS text) || ',%')
+ON CONFLICT (target, vantage) DO NOTHING
+"""
+BRING_FORWARD = """
+UPDATE vantages SET next_probe = ? WHERE (next_probe IS NULL OR next_probe > ?)
+    AND target = (SELECT id FROM targets
+                  WHERE account = ? AND domain = ? AND port = ? AND protocol = ?)
 """
 
 
