@@ -17,6 +17,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "RemoteTimeout",
+    "StoreConflict",
     "StoreUnavailable",
     "UsageError",
 ]
@@ -41,6 +42,11 @@ class ParseError(CerthookError, ValueError):
 
 class LocalError(CerthookError):
     """A fault on this machine: missing file, permissions, disk full."""
+
+
+class StoreConflict(LocalError):
+    """Two writers' transactions crossed (PostgreSQL: a deadlock, a serialization
+    failure, SQLSTATE class 40): nothing was written, and running it again is safe."""
 
 
 class StoreUnavailable(LocalError):

@@ -573,3 +573,27 @@ def test_the_partial_index_of_late_vantages_spells_silent_as_the_records_do() ->
 
     assert f"status <> '{SILENT}'" in NOT_SILENT
     assert next(i for i in INDEXES if i.name == "vantages_late").where == NOT_SILENT
+
+
+def test_a_batch_that_crossed_another_writers_is_run_again(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certhook.errors import StoreConflict
+
+    real = store._commit_batch  # type: ignore[attr-defined]
+    tries: list[int] = []
+
+    def crossed_once(*args: object) -> list[bool]:
+        tries.append(1)
+        if len(tries) == 1:  # as PostgreSQL's deadlock: rolled back, nothing written
+            raise StoreConflict("db = test: deadlock detected")
+        return real(*args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(store, "_commit_batch", crossed_once)
+    sub = _submission("alice", "crossed", T0, _upsert("alice", "x.example", T0))
+    assert store.commit_batch([], [sub]) == [True]
+    assert len(tries) == 2
+    assert [s.client_id for s in store.submissions("alice")] == ["crossed"]
+    monkeypatch.setattr(store, "_commit_batch", lambda *args: (_ for _ in ()).throw(
+        StoreConflict("db = test: deadlock detected")))
+    with pytest.raises(StoreConflict):  # again and again: given up, said once
+        store.commit_batch([], [sub])

@@ -199,3 +199,45 @@ def test_missing_postgresql_skips_except_under_ci(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="needed under CI"):
         _missing("not installed")
+
+
+def test_a_deadlock_is_a_conflict_to_run_again_not_an_outage(pg_url: str) -> None:
+    """Two transactions that lock two rows in opposite orders: PostgreSQL rolls one back
+    (40P01). That is StoreConflict (run it again), not StoreUnavailable (pause)."""
+    import threading
+
+    from certhook.errors import StoreConflict
+    from certhook.server.store import pg
+
+    url = dburl.parse(pg_url)
+    first, second = pg.connect(url), pg.connect(url)  # type: ignore[arg-type]
+    try:
+        first.execute("CREATE TABLE crossing (id int PRIMARY KEY, n int)")
+        first.execute("INSERT INTO crossing VALUES (1, 0), (2, 0)")
+        first.execute("BEGIN")
+        second.execute("BEGIN")
+        first.execute("UPDATE crossing SET n = 1 WHERE id = 1")
+        second.execute("UPDATE crossing SET n = 2 WHERE id = 2")
+        caught: list[BaseException] = []
+
+        def cross(conn: Any, row: int) -> None:
+            try:
+                conn.execute("UPDATE crossing SET n = 3 WHERE id = %s", (row,))
+            except Exception as exc:  # the one PostgreSQL chose to roll back
+                caught.append(exc)
+                conn.execute("ROLLBACK")
+            else:
+                conn.execute("COMMIT")
+
+        waiter = threading.Thread(target=cross, args=(first, 2))
+        waiter.start()
+        cross(second, 1)
+        waiter.join(30)
+        [exc] = caught
+        assert not pg.is_unavailable(exc)
+        error = pg.translate(exc, url)  # type: ignore[arg-type]
+        assert isinstance(error, StoreConflict) and not isinstance(error, StoreUnavailable)
+        assert str(error).startswith(f"db = {url.redacted()}: deadlock detected")
+    finally:
+        first.close()
+        second.close()

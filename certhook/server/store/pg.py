@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from certhook.errors import LocalError, StoreUnavailable
+from certhook.errors import LocalError, StoreConflict, StoreUnavailable
 
 from .dburl import PostgresUrl
 
@@ -90,12 +90,20 @@ def is_unavailable(exc: BaseException) -> bool:
         import psycopg
     except ImportError:
         return False
+    if _conflict(exc):  # an OperationalError too, but the server is there
+        return False
     if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return True
     # 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now: class 57,
     # "operator intervention", and 08 "connection exception" (SQLSTATE, appendix A)
     state = getattr(exc, "sqlstate", None) or ""
     return state.startswith(("08", "57P"))
+
+
+def _conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transaction rolled back for crossing another (SQLSTATE class
+    40: 40P01 deadlock_detected, 40001 serialization_failure; appendix A)."""
+    return (getattr(exc, "sqlstate", None) or "").startswith("40")
 
 
 def translate(exc: BaseException, url: PostgresUrl) -> LocalError:
@@ -105,6 +113,8 @@ def translate(exc: BaseException, url: PostgresUrl) -> LocalError:
     for secret in (url.password, url.param("password"), url.param("sslpassword")):
         if secret:
             why = why.replace(secret, "***")
+    if _conflict(exc):
+        return StoreConflict(f"db = {url.redacted()}: {why}")
     if is_unavailable(exc):
         return StoreUnavailable(f"db = {url.redacted()}: unavailable: {why}")
     return LocalError(f"db = {url.redacted()}: {why}")

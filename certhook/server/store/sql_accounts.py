@@ -199,6 +199,12 @@ class AccountsMixin(SqlBase):
         return found
 
     def commit_batch(self, uses: Sequence[Use], submissions: Sequence[Submission]) -> list[bool]:
+        # Two nodes' batches may name the same submissions (a client retrying elsewhere)
+        # in other orders: PostgreSQL then rolls one back (a deadlock), run again here.
+        return self._retrying(lambda: self._commit_batch(uses, submissions))
+
+    def _commit_batch(self, uses: Sequence[Use], submissions: Sequence[Submission]
+                      ) -> list[bool]:
         with self._transaction() as conn:
             if uses:
                 self._write_uses(conn, uses)

@@ -9,15 +9,23 @@ no RETURNING, no PRAGMA, no function only one engine knows.
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeVar
 
+from certhook.errors import StoreConflict
 from certhook.server.store.base import Store
 from certhook.server.store.records import Notification, ReportRow, Result, Target
 
-__all__ = ["NOTIFICATION_COLUMNS", "RESULT_COLUMNS", "TARGET_COLUMNS", "SqlBase"]
+__all__ = ["CONFLICT_TRIES", "NOTIFICATION_COLUMNS", "RESULT_COLUMNS", "TARGET_COLUMNS",
+           "SqlBase"]
+
+T = TypeVar("T")
+#: How many times a writer runs a transaction that crossed another's (StoreConflict).
+CONFLICT_TRIES = 3
 
 TARGET_COLUMNS = tuple(f.name for f in fields(Target))
 RESULT_COLUMNS = tuple(f.name for f in fields(Result))
@@ -134,6 +142,19 @@ class SqlBase(Store):
 
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
         return self._snapshot()
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """``work()``, one transaction, run again when it crossed another writer's and was
+        rolled back (StoreConflict: two nodes' batches naming the same submissions in
+        another order), up to :data:`CONFLICT_TRIES` times, after a short random pause."""
+        for attempt in range(1, CONFLICT_TRIES + 1):
+            try:
+                return work()
+            except StoreConflict:
+                if attempt == CONFLICT_TRIES:
+                    raise
+                time.sleep(random.uniform(0.0, 0.02 * attempt))  # not in step again
+        raise AssertionError("unreachable")
 
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         return list(self._execute(self._connection(), sql, args).fetchall())

@@ -65,6 +65,11 @@ class VantagesMixin(AuditMixin):
 
     def sync_vantages(self, plan: Callable[[str, str, int, str], Sequence[str]] | None,
                       now: float) -> int:
+        # it locks every probed target: a batch locking some of them crosses it, run again
+        return self._retrying(lambda: self._sync_vantages(plan, now))
+
+    def _sync_vantages(self, plan: Callable[[str, str, int, str], Sequence[str]] | None,
+                       now: float) -> int:
         changed = 0
         if plan is None and self._one("SELECT 1 FROM targets WHERE vantages <> '' LIMIT 1"
                                       ) is None:
