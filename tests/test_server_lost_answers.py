@@ -108,7 +108,9 @@ def test_a_notification_claim_whose_answer_was_lost_is_given_back(
         wait_until(lambda: hook.received, timeout=30, what="the notification delivered")
         assert time.monotonic() - started < LEASE / 4
         assert calls[0] == 1  # the first claim had leased it, its answer lost
-        assert [n.sent is not None for n in opened.notifications()] == [True]
+        # marked sent after the receiver answered: wait for that commit, then once only
+        wait_until(lambda: [n.sent is not None for n in opened.notifications()] == [True],
+                   timeout=30, what="the notification marked sent")
         assert len(hook.received) == 1
     finally:
         notifier.stop()
